@@ -1,0 +1,29 @@
+# Two entry points on a fresh machine: `make serve` (the app) and `make test` (the test suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Machines without an NVIDIA GPU pin torch 2.13.0 (a CPU build where one is on disk or on the index
+# you use); machines with one take pip's default CUDA build. Override with `make TORCH_SPEC=...`.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+
+.PHONY: setup serve test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+serve: setup
+	$(BIN)/riffusion demo
+
+lint: setup
+	$(BIN)/ruff check riffusion tests bench
+
+test: setup lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

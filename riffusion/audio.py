@@ -1,0 +1,167 @@
+"""The Audio type: float32 samples shaped (channels, frames) with their sample rate, and its I/O.
+
+Reading and writing go through soundfile, whose wheels bundle libsndfile with WAV, FLAC, OGG/Vorbis
+and MP3 support, so no ffmpeg is needed. Resampling is polyphase filtering from scipy.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+from riffusion.errors import RiffusionError
+
+# File extension -> (soundfile format, subtype). None lets libsndfile choose its default subtype.
+FORMATS: dict[str, tuple[str, str | None]] = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+# MP3 only exists at these rates (MPEG-1, -2 and -2.5 layer III).
+MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def format_for_extension(name: str) -> str:
+    """The format key ('wav', 'flac', 'ogg', 'mp3') for a file name or a bare extension."""
+    extension = Path(name).suffix.lstrip(".").lower() or name.lower().lstrip(".")
+    if extension not in FORMATS:
+        supported = ", ".join(FORMATS)
+        raise RiffusionError(f"unsupported audio format {extension!r}: use one of {supported}")
+    return extension
+
+
+@dataclass(frozen=True, eq=False)
+class Audio:
+    """A piece of sound.
+
+    Attributes:
+        samples: float32 array shaped (channels, frames), nominally within [-1, 1].
+        sample_rate: frames per second, Hz.
+
+    Slicing with seconds returns a new Audio: ``audio[1.0:3.5]`` is the 2.5 s from 1 s on.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        samples = np.asarray(self.samples, dtype=np.float32)
+        if samples.ndim == 1:
+            samples = samples[np.newaxis, :]
+        if samples.ndim != 2 or samples.shape[0] < 1:
+            raise RiffusionError(
+                f"audio samples must be shaped (channels, frames), got shape {samples.shape}"
+            )
+        if int(self.sample_rate) <= 0:
+            raise RiffusionError(f"sample rate must be positive, got {self.sample_rate}")
+        object.__setattr__(self, "samples", np.ascontiguousarray(samples))
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+
+    @property
+    def num_channels(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.samples.shape[1]
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.sample_rate
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, time_s: slice) -> Audio:
+        if not isinstance(time_s, slice) or time_s.step is not None:
+            raise TypeError("Audio is sliced by time in seconds, e.g. audio[1.0:2.5]")
+        return self.slice(time_s.start or 0.0, time_s.stop)
+
+    def slice(self, start_s: float = 0.0, end_s: float | None = None) -> Audio:
+        """The audio from start_s to end_s (seconds; None means to the end), clamped to the clip."""
+        start = min(max(round(start_s * self.sample_rate), 0), self.num_frames)
+        end = self.num_frames if end_s is None else round(end_s * self.sample_rate)
+        end = min(max(end, start), self.num_frames)
+        return Audio(self.samples[:, start:end], self.sample_rate)
+
+    def to_mono(self) -> Audio:
+        """Average of all channels, shape (1, frames)."""
+        if self.num_channels == 1:
+            return self
+        return Audio(self.samples.mean(axis=0, keepdims=True), self.sample_rate)
+
+    def to_stereo(self) -> Audio:
+        """Two channels: mono is duplicated, more than two are mixed down to mono first."""
+        if self.num_channels == 2:
+            return self
+        mono = self.to_mono().samples
+        return Audio(np.concatenate([mono, mono]), self.sample_rate)
+
+    def resample(self, sample_rate: int) -> Audio:
+        """Polyphase resampling to sample_rate (Hz); the duration is kept to the nearest frame."""
+        if sample_rate <= 0:
+            raise RiffusionError(f"sample rate must be positive, got {sample_rate}")
+        if sample_rate == self.sample_rate:
+            return self
+        ratio = Fraction(sample_rate, self.sample_rate)
+        resampled = resample_poly(self.samples, ratio.numerator, ratio.denominator, axis=1)
+        return Audio(resampled.astype(np.float32), sample_rate)
+
+    def peak_normalized(self, headroom_db: float = 0.1) -> Audio:
+        """Scaled so the largest absolute sample sits headroom_db (dB) below full scale."""
+        peak = float(np.max(np.abs(self.samples))) if self.num_frames else 0.0
+        if peak == 0.0:
+            return self
+        gain = 10.0 ** (-headroom_db / 20.0) / peak
+        return Audio(self.samples * gain, self.sample_rate)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Audio:
+        """Read any file libsndfile understands (WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...)."""
+        path = Path(path)
+        if not path.exists():
+            raise RiffusionError(f"{path}: no such file")
+        if path.is_dir():
+            raise RiffusionError(f"{path}: is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise RiffusionError(f"{path}: file is empty")
+        try:
+            data, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+            raise RiffusionError(f"{path}: not a readable audio file ({error})") from None
+        if data.shape[0] == 0:
+            raise RiffusionError(f"{path}: contains no audio frames")
+        return cls(data.T, sample_rate)
+
+    def save(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Write to path; the format follows the extension (wav, flac, ogg, mp3)."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise RiffusionError(f"{path}: already exists (pass overwrite to replace it)")
+        data = self.to_bytes(format_for_extension(path.name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def to_bytes(self, format: str = "wav") -> bytes:
+        """The encoded file as bytes, format one of 'wav', 'flac', 'ogg', 'mp3'."""
+        key = format_for_extension(format)
+        sf_format, subtype = FORMATS[key]
+        audio = self
+        if key == "mp3" and self.sample_rate not in MP3_SAMPLE_RATES:
+            nearest = min(MP3_SAMPLE_RATES, key=lambda rate: abs(rate - self.sample_rate))
+            audio = self.resample(nearest)
+        if self.num_channels > 2 and key == "mp3":
+            raise RiffusionError("MP3 holds at most two channels; mix down first")
+        buffer = io.BytesIO()
+        samples = np.clip(audio.samples, -1.0, 1.0).T
+        soundfile.write(buffer, samples, audio.sample_rate, format=sf_format, subtype=subtype)
+        return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""The `riffusion` command line."""

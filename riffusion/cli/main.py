@@ -1,0 +1,25 @@
+"""The command group; user mistakes become one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from riffusion.errors import RiffusionError
+
+
+class RiffusionGroup(click.Group):
+    """A click group that reports RiffusionError as `error: ...` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RiffusionError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=RiffusionGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="riffusion")
+def cli() -> None:
+    """Riffusion: music from Stable Diffusion spectrograms."""

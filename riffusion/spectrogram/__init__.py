@@ -1,0 +1,1 @@
+"""Spectrograms: parameters, analysis DSP, the image format, phase reconstruction, conversion."""
