@@ -27,7 +27,9 @@ def hz_to_mel(frequency_hz: torch.Tensor | float, mel_scale: str = "htk") -> tor
     # Slaney: linear below 1 kHz, logarithmic above.
     min_log_hz, min_log_mel, log_step = 1000.0, 15.0, math.log(6.4) / 27.0
     linear = 3.0 * frequency_hz / 200.0
-    logarithmic = min_log_mel + torch.log(frequency_hz.clamp(min=min_log_hz) / min_log_hz) / log_step
+    logarithmic = (
+        min_log_mel + torch.log(frequency_hz.clamp(min=min_log_hz) / min_log_hz) / log_step
+    )
     return torch.where(frequency_hz >= min_log_hz, logarithmic, linear)
 
 
@@ -47,8 +49,9 @@ def _mel_filterbank_cpu(params: SpectrogramParams) -> torch.Tensor:
     num_bins = params.n_fft // 2 + 1
     # As in torchaudio: bin frequencies span 0 .. sample_rate // 2 (integer division).
     bin_hz = torch.linspace(0, params.sample_rate // 2, num_bins, dtype=torch.float32)
-    mel_range = hz_to_mel(torch.tensor([params.min_frequency, params.max_frequency]),
-                          params.mel_scale_type).float()
+    mel_range = hz_to_mel(
+        torch.tensor([params.min_frequency, params.max_frequency]), params.mel_scale_type
+    ).float()
     mel_points = torch.linspace(mel_range[0], mel_range[1], params.num_frequencies + 2)
     edge_hz = mel_to_hz(mel_points, params.mel_scale_type).float()
     edge_gaps = edge_hz[1:] - edge_hz[:-1]
@@ -62,14 +65,19 @@ def _mel_filterbank_cpu(params: SpectrogramParams) -> torch.Tensor:
 
 
 def mel_filterbank(
-    params: SpectrogramParams, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    params: SpectrogramParams,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Triangular mel filters, shape (n_fft // 2 + 1, num_frequencies): linear bins x mel bins."""
     return _mel_filterbank_cpu(params).to(device=device, dtype=dtype)
 
 
-def hann_window(params: SpectrogramParams, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def hann_window(
+    params: SpectrogramParams,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Periodic Hann window of win_length samples."""
     return torch.hann_window(params.win_length, periodic=True, device=device, dtype=dtype)
 
@@ -101,8 +109,8 @@ def mel_amplitudes_from_waveform(waveform: torch.Tensor, params: SpectrogramPara
     """
     if waveform.shape[-1] <= params.n_fft // 2:
         raise ValueError(
-            f"audio of {waveform.shape[-1]} samples is too short for the spectrogram: it needs more "
-            f"than {params.n_fft // 2} samples ({params.padded_duration_ms / 2:g} ms)"
+            f"audio of {waveform.shape[-1]} samples is too short for the spectrogram: "
+            f"it needs more than {params.n_fft // 2} samples ({params.padded_duration_ms / 2:g} ms)"
         )
     magnitudes = stft(waveform, params).abs()
     filterbank = mel_filterbank(params, waveform.device, magnitudes.dtype)

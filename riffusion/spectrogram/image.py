@@ -28,7 +28,8 @@ def image_from_mel_amplitudes(
     mel_amplitudes = np.asarray(mel_amplitudes, dtype=np.float32)
     if mel_amplitudes.ndim != 3 or mel_amplitudes.shape[0] not in (1, 2):
         raise RiffusionError(
-            f"mel amplitudes must be shaped (1 or 2 channels, mels, frames), got {mel_amplitudes.shape}"
+            "mel amplitudes must be shaped (1 or 2 channels, mels, frames), "
+            f"got {mel_amplitudes.shape}"
         )
     if max_value is None:
         max_value = float(mel_amplitudes.max())
@@ -57,9 +58,10 @@ def mel_amplitudes_from_image(
 ) -> np.ndarray:
     """Mel amplitudes (channels, height, width) from a spectrogram image; inverse of the above.
 
-    Any mode converts (grayscale, RGB, RGBA, palette). Mono reads R of an RGB image (all channels
-    are equal in images riffusion writes); stereo reads G (left) and B (right). max_value defaults to
-    the image's MAX_VALUE tag, else the original's fallback of 3e7.
+    Any mode converts (grayscale, RGB, RGBA, palette; transparency counts as white, silence). Mono
+    reads R of an RGB image (all channels are equal in images riffusion writes); stereo reads G
+    (left) and B (right). max_value defaults to the image's MAX_VALUE tag, else the original's
+    fallback of 3e7.
     """
     if image.height != params.num_frequencies:
         raise RiffusionError(

@@ -92,9 +92,13 @@ class SpectrogramParams:
                 f"(got {self.min_frequency}, {self.max_frequency} at {self.sample_rate} Hz)"
             )
         if self.mel_scale_norm not in (None, "slaney"):
-            problems.append(f"mel_scale_norm must be None or 'slaney' (got {self.mel_scale_norm!r})")
+            problems.append(
+                f"mel_scale_norm must be None or 'slaney' (got {self.mel_scale_norm!r})"
+            )
         if self.mel_scale_type not in ("htk", "slaney"):
-            problems.append(f"mel_scale_type must be 'htk' or 'slaney' (got {self.mel_scale_type!r})")
+            problems.append(
+                f"mel_scale_type must be 'htk' or 'slaney' (got {self.mel_scale_type!r})"
+            )
         if self.power_for_image <= 0:
             problems.append(f"power_for_image must be positive (got {self.power_for_image})")
         if problems:

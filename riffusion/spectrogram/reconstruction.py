@@ -46,8 +46,12 @@ def griffin_lim(
     extended to length.
     """
     window = hann_window(params, magnitudes.device, magnitudes.dtype)
-    stft_args = dict(n_fft=params.n_fft, hop_length=params.hop_length,
-                     win_length=params.win_length, window=window)
+    stft_args = dict(
+        n_fft=params.n_fft,
+        hop_length=params.hop_length,
+        win_length=params.win_length,
+        window=window,
+    )
     # torchaudio draws real and imaginary parts uniformly from [0, 1).
     angles = torch.complex(
         torch.rand(magnitudes.shape, generator=generator, device=magnitudes.device),
@@ -56,8 +60,15 @@ def griffin_lim(
     previous = torch.zeros((), dtype=magnitudes.dtype, device=magnitudes.device)
     for _ in range(num_iters):
         waveform = torch.istft(magnitudes * angles, **stft_args)
-        rebuilt = torch.stft(waveform, center=True, pad_mode="reflect", normalized=False,
-                             onesided=True, return_complex=True, **stft_args)
+        rebuilt = torch.stft(
+            waveform,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+            **stft_args,
+        )
         angles = rebuilt - previous * (momentum / (1 + momentum))
         angles = angles / (angles.abs() + 1e-16)
         previous = rebuilt
@@ -79,5 +90,6 @@ def reconstruct_waveform(
         raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
     length = mel_amplitudes.shape[-1] * params.hop_length
     magnitudes = linear_magnitudes_least_squares(mel_amplitudes, params)
-    return griffin_lim(magnitudes, params, params.num_griffin_lim_iters, length=length,
-                       generator=generator)
+    return griffin_lim(
+        magnitudes, params, params.num_griffin_lim_iters, length=length, generator=generator
+    )
