@@ -1,0 +1,1 @@
+"""The diffusion model: checkpoint loading, prompt embeddings, the riffusion pipeline."""
