@@ -7,6 +7,8 @@ stereo puts the left channel in G and the right in B (R is zero). The max amplit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -86,3 +88,11 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
     return image.convert("RGB")
+
+
+def save_spectrogram_image(image: Image.Image, path: str | Path) -> Path:
+    """Write image with its EXIF (Pillow drops EXIF on save unless it is passed explicitly)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, exif=image.getexif())
+    return path
