@@ -1,0 +1,126 @@
+"""The Audio type: construction, channels, resampling, slicing and file formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from riffusion import Audio, RiffusionError
+
+
+def sine(frequency_hz: float = 440.0, seconds: float = 1.0, rate: int = 44100) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)
+
+
+def test_samples_are_float32_channels_by_frames() -> None:
+    audio = Audio(sine().astype(np.float64), 44100)
+    assert audio.samples.dtype == np.float32
+    assert audio.samples.shape == (1, 44100)
+    assert audio.num_channels == 1
+    assert audio.duration_s == pytest.approx(1.0)
+
+
+def test_invalid_construction_is_refused() -> None:
+    with pytest.raises(RiffusionError, match="shaped"):
+        Audio(np.zeros((1, 2, 3)), 44100)
+    with pytest.raises(RiffusionError, match="sample rate"):
+        Audio(np.zeros((1, 10)), 0)
+
+
+def test_mono_and_stereo() -> None:
+    left, right = sine(440), sine(660)
+    stereo = Audio(np.stack([left, right]), 44100)
+    np.testing.assert_allclose(stereo.to_mono().samples[0], (left + right) / 2, atol=1e-7)
+    doubled = Audio(left, 44100).to_stereo()
+    assert doubled.num_channels == 2
+    np.testing.assert_array_equal(doubled.samples[0], doubled.samples[1])
+    three = Audio(np.stack([left, right, left]), 44100)
+    assert three.to_stereo().num_channels == 2
+
+
+def test_slicing_in_seconds() -> None:
+    audio = Audio(np.arange(44100, dtype=np.float32)[None] / 44100, 44100)
+    part = audio[0.25:0.5]
+    assert part.num_frames == 11025
+    assert part.samples[0, 0] == pytest.approx(0.25)
+    assert audio.slice(0.9, 5.0).num_frames == 4410
+    assert audio.slice(2.0).num_frames == 0
+    with pytest.raises(TypeError):
+        audio[3]
+
+
+@pytest.mark.parametrize(("source", "target"), [(48000, 44100), (22050, 44100), (44100, 16000)])
+def test_resample_keeps_duration_and_pitch(source: int, target: int) -> None:
+    audio = Audio(sine(1000.0, 1.0, source), source).resample(target)
+    assert audio.sample_rate == target
+    assert audio.num_frames == target
+    spectrum = np.abs(np.fft.rfft(audio.samples[0]))
+    assert np.argmax(spectrum) * target / audio.num_frames == pytest.approx(1000.0, abs=2.0)
+
+
+@pytest.mark.parametrize("extension", ["wav", "flac", "ogg", "mp3"])
+def test_save_and_load_each_format(tmp_path: Path, extension: str) -> None:
+    original = Audio(np.stack([sine(440), sine(550)]), 44100)
+    path = original.save(tmp_path / f"tone.{extension}")
+    loaded = Audio.load(path)
+    assert loaded.sample_rate == 44100
+    assert loaded.num_channels == 2
+    assert abs(loaded.num_frames - original.num_frames) <= 2048
+    frames = min(loaded.num_frames, original.num_frames)
+    if extension in ("wav", "flac"):
+        np.testing.assert_allclose(loaded.samples, original.samples, atol=1 / 16384)
+    else:
+        # Lossy codecs keep the level.
+        assert np.abs(loaded.samples[:, :frames]).max() == pytest.approx(0.5, abs=0.08)
+
+
+def test_to_bytes_matches_format() -> None:
+    audio = Audio(sine(), 44100)
+    assert audio.to_bytes("wav")[:4] == b"RIFF"
+    assert audio.to_bytes("flac")[:4] == b"fLaC"
+    assert audio.to_bytes("ogg")[:4] == b"OggS"
+    mp3 = audio.to_bytes("mp3")
+    assert mp3[:3] == b"ID3" or mp3[0] == 0xFF
+    with pytest.raises(RiffusionError, match="unsupported audio format"):
+        audio.to_bytes("aac")
+
+
+def test_saving_clips_instead_of_wrapping(tmp_path: Path) -> None:
+    loud = Audio(np.array([[2.0, -2.0, 0.5]], np.float32), 44100)
+    loaded, _ = soundfile.read(loud.save(tmp_path / "loud.wav"), dtype="float32")
+    assert loaded[0] > 0.99 and loaded[1] < -0.99
+
+
+def test_peak_normalized() -> None:
+    audio = Audio(sine() * 0.1, 44100).peak_normalized(headroom_db=0.1)
+    assert np.abs(audio.samples).max() == pytest.approx(10 ** (-0.1 / 20), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no such file"), (b"", "empty"), (b"not audio at all" * 20, "not a readable audio")],
+)
+def test_load_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "input.wav"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(RiffusionError, match=message):
+        Audio.load(path)
+
+
+def test_load_truncated_wav(tmp_path: Path) -> None:
+    path = Audio(sine(), 44100).save(tmp_path / "full.wav")
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(path.read_bytes()[:30])
+    with pytest.raises(RiffusionError, match=str(truncated.name)):
+        Audio.load(truncated)
+
+
+def test_save_refuses_to_overwrite_when_asked(tmp_path: Path) -> None:
+    path = Audio(sine(), 44100).save(tmp_path / "a.wav")
+    with pytest.raises(RiffusionError, match="already exists"):
+        Audio(sine(), 44100).save(path, overwrite=False)

@@ -1,0 +1,86 @@
+"""The spectrogram image encoding: pixel layout, modes, sizes and round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from riffusion import RiffusionError, SpectrogramImageConverter, SpectrogramParams
+from riffusion.spectrogram.image import (
+    DEFAULT_MAX_VALUE,
+    image_from_mel_amplitudes,
+    mel_amplitudes_from_image,
+)
+
+PARAMS = SpectrogramParams()
+
+
+def random_amplitudes(channels: int, frames: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(channels)
+    return rng.uniform(0, 1e7, (channels, PARAMS.num_frequencies, frames)).astype(np.float32)
+
+
+def test_encoding_layout() -> None:
+    amplitudes = np.zeros((1, 512, 3), np.float32)
+    amplitudes[0, 0, 0] = 100.0  # lowest mel bin, first frame: loudest
+    amplitudes[0, 511, 2] = 100.0 / 16.0  # highest bin: (1/16) ** 0.25 = 0.5 -> 127.5
+    image = image_from_mel_amplitudes(amplitudes, PARAMS)
+    pixels = np.asarray(image)
+    assert image.size == (3, 512)
+    assert tuple(pixels[511, 0]) == (0, 0, 0)  # loud is black, low frequencies at the bottom
+    assert tuple(pixels[0, 2]) == (127, 127, 127)  # 255 - 127.5, truncated as the original did
+    assert tuple(pixels[100, 1]) == (255, 255, 255)  # silence is white
+    assert image.getexif()[11080] == 100.0
+
+
+def test_stereo_goes_to_green_and_blue() -> None:
+    amplitudes = np.zeros((2, 512, 2), np.float32)
+    amplitudes[0, :, 0] = 1.0  # left loud in frame 0
+    amplitudes[1, :, 1] = 1.0  # right loud in frame 1
+    pixels = np.asarray(image_from_mel_amplitudes(amplitudes, PARAMS.with_changes(stereo=True)))
+    assert tuple(pixels[10, 0]) == (0, 0, 255)
+    assert tuple(pixels[10, 1]) == (0, 255, 0)
+
+
+@pytest.mark.parametrize("stereo", [False, True])
+def test_round_trip_within_quantisation(stereo: bool) -> None:
+    params = PARAMS.with_changes(stereo=stereo)
+    amplitudes = random_amplitudes(2 if stereo else 1)
+    image = image_from_mel_amplitudes(amplitudes, params)
+    decoded = mel_amplitudes_from_image(image, params)
+    assert decoded.shape == amplitudes.shape
+    # One gray level in the power-0.25 domain.
+    levels_in = (amplitudes / amplitudes.max()) ** 0.25 * 255
+    levels_out = (decoded / amplitudes.max()) ** 0.25 * 255
+    assert np.abs(levels_in - levels_out).max() <= 1.0 + 1e-3
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "I"])
+def test_any_mode_decodes(mode: str) -> None:
+    gray = np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (512, 1))
+    image = Image.fromarray(gray, mode="L").convert(mode)
+    decoded = mel_amplitudes_from_image(image, PARAMS)
+    assert decoded.shape == (1, 512, 40)
+    assert decoded[0, 0, 0] == pytest.approx(DEFAULT_MAX_VALUE)  # black, no EXIF: 3e7
+    assert decoded[0, 0, -1] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_transparent_pixels_are_silence() -> None:
+    image = Image.new("RGBA", (16, 512), (0, 0, 0, 0))
+    assert mel_amplitudes_from_image(image, PARAMS).max() == 0.0
+
+
+def test_wrong_height_is_a_clear_error() -> None:
+    with pytest.raises(RiffusionError, match="256 pixels tall"):
+        mel_amplitudes_from_image(Image.new("RGB", (64, 256)), PARAMS)
+
+
+def test_hand_drawn_image_of_any_width_converts_to_audio() -> None:
+    image = Image.new("L", (37, 512), 255)
+    for row in range(420, 430):  # a low, steady tone drawn in black
+        for column in range(37):
+            image.putpixel((column, row), 0)
+    audio = SpectrogramImageConverter().audio_from_spectrogram_image(image)
+    assert audio.samples.shape == (1, 37 * PARAMS.hop_length)
+    assert np.abs(audio.samples).max() > 0.5
