@@ -156,11 +156,12 @@ class Audio:
         key = format_for_extension(format)
         sf_format, subtype = FORMATS[key]
         audio = self
-        if key == "mp3" and self.sample_rate not in MP3_SAMPLE_RATES:
-            nearest = min(MP3_SAMPLE_RATES, key=lambda rate: abs(rate - self.sample_rate))
-            audio = self.resample(nearest)
-        if self.num_channels > 2 and key == "mp3":
-            raise RiffusionError("MP3 holds at most two channels; mix down first")
+        if key == "mp3":
+            if self.num_channels > 2:
+                raise RiffusionError("MP3 holds at most two channels; mix down first")
+            if self.sample_rate not in MP3_SAMPLE_RATES:
+                nearest = min(MP3_SAMPLE_RATES, key=lambda rate: abs(rate - self.sample_rate))
+                audio = self.resample(nearest)
         buffer = io.BytesIO()
         samples = np.clip(audio.samples, -1.0, 1.0).T
         soundfile.write(buffer, samples, audio.sample_rate, format=sf_format, subtype=subtype)
