@@ -137,8 +137,18 @@ class Audio:
             data, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
             raise RiffusionError(f"{path}: not a readable audio file ({error})") from None
+        # libsndfile quietly reads what is left of a cut-off WAV; refuse rather than use a fragment.
+        shortfall = _wav_data_shortfall(path)
+        if shortfall is not None:
+            declared, present = shortfall
+            raise RiffusionError(
+                f"{path}: file is truncated: its header declares {declared} bytes of audio data, "
+                f"but only {present} are present"
+            )
         if data.shape[0] == 0:
             raise RiffusionError(f"{path}: contains no audio frames")
+        if not np.isfinite(data).all():
+            raise RiffusionError(f"{path}: contains NaN or infinite samples")
         return cls(data.T, sample_rate)
 
     def save(self, path: str | Path, overwrite: bool = True) -> Path:
@@ -147,8 +157,11 @@ class Audio:
         if path.exists() and not overwrite:
             raise RiffusionError(f"{path}: already exists (pass overwrite to replace it)")
         data = self.to_bytes(format_for_extension(path.name))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as error:
+            raise RiffusionError(f"{path}: cannot write ({error.strerror or error})") from None
         return path
 
     def to_bytes(self, format: str = "wav") -> bytes:
@@ -166,3 +179,23 @@ class Audio:
         samples = np.clip(audio.samples, -1.0, 1.0).T
         soundfile.write(buffer, samples, audio.sample_rate, format=sf_format, subtype=subtype)
         return buffer.getvalue()
+
+
+def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:
+    """(declared, present) sizes in bytes of a RIFF/WAVE file's data chunk when the file is cut
+    short of what its header declares; None for complete files and other formats."""
+    with path.open("rb") as file:
+        header = file.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:] != b"WAVE":
+            return None
+        while len(chunk := file.read(8)) == 8:
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                present = path.stat().st_size - file.tell()
+                # Streaming writers leave 0 or 0xFFFFFFFF when the length is not known up front.
+                if size in (0, 0xFFFFFFFF) or size <= present:
+                    return None
+                return size, present
+            # Chunks are padded to an even size.
+            file.seek(size + size % 2, io.SEEK_CUR)
+    return None
