@@ -72,6 +72,14 @@ class SpectrogramImageConverter:
         kept (int16 full scale maps to 1.0), scaled down only if it would clip.
         """
         amplitudes = torch.as_tensor(mel_amplitudes, dtype=torch.float32).to(self.device)
+        # Griffin-Lim's STFT reflect-pads by n_fft // 2, which needs a longer signal than that.
+        params = self.params
+        minimum = params.n_fft // 2 // params.hop_length + 2
+        if amplitudes.shape[-1] < minimum:
+            raise RiffusionError(
+                f"the spectrogram has {amplitudes.shape[-1]} frames (image columns), too few: "
+                f"reconstruction needs at least {minimum} ({minimum * params.step_size_ms} ms)"
+            )
         waveform = reconstruct_waveform(amplitudes, self.params, self.quality)
         audio = Audio(waveform.cpu().numpy() / INT16_SCALE, self.params.sample_rate)
         if apply_filters or np.abs(audio.samples).max(initial=0.0) > 1.0:

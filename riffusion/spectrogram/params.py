@@ -84,6 +84,17 @@ class SpectrogramParams:
                 f"padded_duration_ms ({self.padded_duration_ms}) must be at least "
                 f"window_duration_ms ({self.window_duration_ms})"
             )
+        if not problems:
+            # A hop or window of zero samples would only fail inside torch.stft.
+            for name, samples in (
+                ("step_size_ms", self.hop_length),
+                ("window_duration_ms", self.win_length),
+            ):
+                if samples < 1:
+                    problems.append(
+                        f"{name} ({getattr(self, name)} ms) is shorter than one sample at "
+                        f"{self.sample_rate} Hz"
+                    )
         if self.num_frequencies < 1:
             problems.append(f"num_frequencies must be at least 1 (got {self.num_frequencies})")
         if not 0 <= self.min_frequency < self.max_frequency <= self.sample_rate / 2:
