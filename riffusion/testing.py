@@ -12,8 +12,14 @@ import gzip
 import importlib.util
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from riffusion.errors import RiffusionError
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -102,3 +108,306 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     return folder
+
+
+# --- Tiny random-weight checkpoints -----------------------------------------------------------
+#
+# Same architecture family and folder layout as riffusion/riffusion-model-v1 (Stable Diffusion
+# v1.5): a UNet of 4 blocks with cross-attention in the first three (2 resnets down, 3 up), a VAE
+# of 4 blocks downsampling 8x with 4 latent channels, a CLIP text encoder over CLIP's real 49408
+# token vocabulary, the model's own PNDM scheduler config. Only the widths and depths are tiny, so
+# a 512x512 spectrogram goes through the whole pipeline in well under a second per step on a CPU.
+
+TINY_TEXT_HIDDEN_SIZE = 32
+
+# riffusion-model-v1's scheduler/scheduler_config.json, as published (diffusers fills in defaults).
+RIFFUSION_SCHEDULER_CONFIG = {
+    "_class_name": "PNDMScheduler",
+    "_diffusers_version": "0.4.0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
+
+# CLIP's image preprocessing, what the (unused) feature_extractor/ folder of SD v1.5 holds.
+_FEATURE_EXTRACTOR_CONFIG = {
+    "crop_size": {"height": 224, "width": 224},
+    "do_center_crop": True,
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_processor_type": "CLIPImageProcessor",
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "rescale_factor": 1 / 255,
+    "size": {"shortest_edge": 224},
+}
+
+_MODEL_INDEX = {
+    "_class_name": "StableDiffusionPipeline",
+    "_diffusers_version": "0.9.0",
+    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "requires_safety_checker": False,
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "PNDMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+
+
+def _tiny_unet() -> UNet2DConditionModel:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=2,
+        norm_num_groups=4,
+        cross_attention_dim=TINY_TEXT_HIDDEN_SIZE,
+        # SD v1's config calls the number of heads attention_head_dim. One head keeps head_dim at
+        # 8 or more, where CPU flash attention is fast (4-wide heads are ~30x slower).
+        attention_head_dim=1,
+    )
+
+
+def _tiny_vae() -> AutoencoderKL:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(4, 8, 8, 16),
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+
+
+def _tiny_text_encoder() -> CLIPTextModel:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE,
+        hidden_size=TINY_TEXT_HIDDEN_SIZE,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=CLIP_MODEL_MAX_LENGTH,
+        hidden_act="quick_gelu",
+        projection_dim=TINY_TEXT_HIDDEN_SIZE,
+        # The ids SD v1.5's text_encoder/config.json carries (pooling falls back to argmax).
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,
+    )
+    return CLIPTextModel(config)
+
+
+def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random-weight model in riffusion-model-v1's diffusers folder layout.
+
+    path/ gets model_index.json (StableDiffusionPipeline, no safety checker), unet/, vae/ and
+    text_encoder/ (config.json and safetensors weights), tokenizer/ (CLIP's real BPE tokenizer),
+    scheduler/ (the riffusion model's PNDM config) and feature_extractor/. The weights depend only
+    on seed; the global torch RNG is left as it was. Returns path.
+    """
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = _tiny_unet()
+        vae = _tiny_vae()
+        text_encoder = _tiny_text_encoder()
+
+    unet.save_pretrained(path / "unet", safe_serialization=True)
+    vae.save_pretrained(path / "vae", safe_serialization=True)
+    text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
+    write_clip_tokenizer(path / "tokenizer")
+    _write_json(path / "scheduler" / "scheduler_config.json", RIFFUSION_SCHEDULER_CONFIG)
+    _write_json(path / "feature_extractor" / "preprocessor_config.json", _FEATURE_EXTRACTOR_CONFIG)
+    _write_json(path / "model_index.json", _MODEL_INDEX)
+    return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# --- Single-file checkpoints ------------------------------------------------------------------
+#
+# Single .ckpt / .safetensors files (like riffusion-model-v1.ckpt) use the original Stable
+# Diffusion (LDM) parameter names: model.diffusion_model.*, first_stage_model.* and
+# cond_stage_model.transformer.*. Writing one from a diffusers folder inverts the renaming that
+# diffusers applies when it loads such a file; the tables below hold for SD v1's block layout.
+
+
+def _unet_prefix_renames() -> list[tuple[str, str]]:
+    """(diffusers prefix, LDM prefix) pairs for SD v1's UNet blocks."""
+    renames = []
+    for block in range(4):
+        for layer in range(2):
+            ldm = f"input_blocks.{3 * block + layer + 1}"
+            renames.append((f"down_blocks.{block}.resnets.{layer}.", f"{ldm}.0."))
+            if block < 3:
+                renames.append((f"down_blocks.{block}.attentions.{layer}.", f"{ldm}.1."))
+        for layer in range(3):
+            ldm = f"output_blocks.{3 * block + layer}"
+            renames.append((f"up_blocks.{block}.resnets.{layer}.", f"{ldm}.0."))
+            if block > 0:
+                renames.append((f"up_blocks.{block}.attentions.{layer}.", f"{ldm}.1."))
+        if block < 3:
+            renames.append(
+                (f"down_blocks.{block}.downsamplers.0.conv.", f"input_blocks.{3 * block + 3}.0.op.")
+            )
+            # The upsampler follows the resnet, and the attention where the block has one.
+            position = 1 if block == 0 else 2
+            renames.append(
+                (f"up_blocks.{block}.upsamplers.0.", f"output_blocks.{3 * block + 2}.{position}.")
+            )
+    renames.append(("mid_block.attentions.0.", "middle_block.1."))
+    renames += [(f"mid_block.resnets.{layer}.", f"middle_block.{2 * layer}.") for layer in range(2)]
+    renames += [
+        ("time_embedding.linear_1.", "time_embed.0."),
+        ("time_embedding.linear_2.", "time_embed.2."),
+        ("conv_in.", "input_blocks.0.0."),
+        ("conv_norm_out.", "out.0."),
+        ("conv_out.", "out.2."),
+    ]
+    return renames
+
+
+_UNET_RESNET_RENAMES = [
+    ("norm1.", "in_layers.0."),
+    ("conv1.", "in_layers.2."),
+    ("norm2.", "out_layers.0."),
+    ("conv2.", "out_layers.3."),
+    ("time_emb_proj.", "emb_layers.1."),
+    ("conv_shortcut.", "skip_connection."),
+]
+
+
+def _vae_prefix_renames() -> list[tuple[str, str]]:
+    """(diffusers prefix, LDM prefix) pairs for SD v1's VAE; LDM numbers decoder blocks upwards."""
+    renames = []
+    for block in range(4):
+        for layer in range(2):
+            renames.append(
+                (
+                    f"encoder.down_blocks.{block}.resnets.{layer}.",
+                    f"encoder.down.{block}.block.{layer}.",
+                )
+            )
+        for layer in range(3):
+            renames.append(
+                (
+                    f"decoder.up_blocks.{block}.resnets.{layer}.",
+                    f"decoder.up.{3 - block}.block.{layer}.",
+                )
+            )
+        if block < 3:
+            renames.append(
+                (
+                    f"encoder.down_blocks.{block}.downsamplers.0.",
+                    f"encoder.down.{block}.downsample.",
+                )
+            )
+            renames.append(
+                (f"decoder.up_blocks.{block}.upsamplers.0.", f"decoder.up.{3 - block}.upsample.")
+            )
+    for coder in ("encoder", "decoder"):
+        renames += [
+            (f"{coder}.mid_block.resnets.{layer}.", f"{coder}.mid.block_{layer + 1}.")
+            for layer in range(2)
+        ]
+        renames.append((f"{coder}.mid_block.attentions.0.", f"{coder}.mid.attn_1."))
+        renames.append((f"{coder}.conv_norm_out.", f"{coder}.norm_out."))
+    return renames
+
+
+_VAE_INNER_RENAMES = [
+    ("conv_shortcut.", "nin_shortcut."),
+    ("group_norm.", "norm."),
+    ("to_q.", "q."),
+    ("to_k.", "k."),
+    ("to_v.", "v."),
+    ("to_out.0.", "proj_out."),
+]
+
+
+def _rename(key: str, prefixes: list[tuple[str, str]], inner: list[tuple[str, str]]) -> str:
+    for old, new in prefixes:
+        if key.startswith(old):
+            key = new + key[len(old) :]
+            break
+    head, _, leaf = key.rpartition(".")
+    for old, new in inner:
+        head = (head + ".").replace(old, new).rstrip(".")
+    return f"{head}.{leaf}"
+
+
+def ldm_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of an SD v1 diffusers folder under the original single-file parameter names."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    unet = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    vae = load_file(folder / "vae" / "diffusion_pytorch_model.safetensors")
+    text_encoder = load_file(folder / "text_encoder" / "model.safetensors")
+
+    state = {}
+    unet_prefixes = _unet_prefix_renames()
+    for key, value in unet.items():
+        inner = _UNET_RESNET_RENAMES if ".resnets." in key else []
+        state["model.diffusion_model." + _rename(key, unet_prefixes, inner)] = value
+    vae_prefixes = _vae_prefix_renames()
+    for key, value in vae.items():
+        ldm_key = _rename(key, vae_prefixes, _VAE_INNER_RENAMES)
+        if ".mid.attn_1." in ldm_key and value.ndim == 2:
+            # LDM's VAE attention uses 1x1 convolutions where diffusers uses linear layers.
+            value = value[:, :, None, None]
+        state["first_stage_model." + ldm_key] = value
+    for key, value in text_encoder.items():
+        key = key if key.startswith("text_model.") else "text_model." + key
+        state["cond_stage_model.transformer." + key] = value
+    return {key: value.contiguous() for key, value in state.items()}
+
+
+def write_single_file_checkpoint(folder: str | Path, path: str | Path) -> Path:
+    """Write the weights of an SD v1 diffusers folder as one original-layout checkpoint file.
+
+    The format follows the suffix: .safetensors, or .ckpt (a torch pickle holding
+    {"state_dict": ...}, like riffusion-model-v1.ckpt). Returns path.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = ldm_state_dict(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    elif path.suffix == ".ckpt":
+        torch.save({"state_dict": state}, path)
+    else:
+        raise RiffusionError(f"{path}: single-file checkpoints end in .safetensors or .ckpt")
+    return path
