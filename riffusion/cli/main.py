@@ -6,6 +6,13 @@ from typing import Any
 
 import click
 
+from riffusion.cli.audio_commands import (
+    audio_to_image,
+    image_to_audio,
+    print_exif,
+    sample_clips_command,
+)
+from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
 from riffusion.errors import RiffusionError
 
 
@@ -23,3 +30,11 @@ class RiffusionGroup(click.Group):
 @click.version_option(package_name="riffusion")
 def cli() -> None:
     """Riffusion: music from Stable Diffusion spectrograms."""
+
+
+cli.add_command(audio_to_image)
+cli.add_command(image_to_audio)
+cli.add_command(print_exif)
+cli.add_command(sample_clips_command)
+cli.add_command(audio_to_images_batch)
+cli.add_command(sample_clips_batch)
