@@ -73,7 +73,8 @@ limit_option = click.option(
 def list_input_files(directory: Path, pattern: str = "*", limit: int = -1) -> list[Path]:
     """Files in directory matching the glob pattern, sorted, at most limit (-1: all).
 
-    Hidden files and .json sidecars (the original skipped those) are left out.
+    Hidden files (.DS_Store, ...) are left out, and so are .json sidecars, as the original's
+    sample-clips-batch did.
     """
     if not directory.exists():
         raise RiffusionError(f"{directory}: no such directory")
