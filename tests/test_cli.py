@@ -197,6 +197,19 @@ def test_mp3_input_and_jpg_output(tmp_path: Path) -> None:
     assert exif(image_path)["NUM_FREQUENCIES"] == 512
 
 
+def test_wav_of_unknown_length_is_not_taken_for_truncated(tmp_path: Path) -> None:
+    # Writers that stream (ffmpeg to a pipe, recorders) leave the sizes at 0xFFFFFFFF.
+    data = bytearray(tone(tmp_path / "a.wav").read_bytes())
+    data_size = data.index(b"data") + 4
+    data[4:8] = b"\xff" * 4  # RIFF size
+    data[data_size : data_size + 4] = b"\xff" * 4
+    (tmp_path / "streamed.wav").write_bytes(data)
+    result = run(
+        "audio-to-image", "--audio", tmp_path / "streamed.wav", "--image", tmp_path / "x.png"
+    )
+    succeeded(result)
+
+
 def test_more_than_two_channels_are_mixed_down_with_a_notice(tmp_path: Path) -> None:
     audio = tone(tmp_path / "three.wav", channels=3)
     result = succeeded(run("audio-to-image", "--audio", audio, "--image", tmp_path / "x.png"))
@@ -454,6 +467,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_image: Path) 
     (tmp_path / "header_only.wav").write_bytes(whole[:10])
     soundfile.write(tmp_path / "zero_length.wav", np.zeros((0, 1)), 44100)
     tone(tmp_path / "short.wav", seconds=0.1)
+    soundfile.write(tmp_path / "nan.wav", np.full(44100, np.nan, np.float32), 44100, "FLOAT")
     (tmp_path / "text.wav").write_text("this is not audio\n" * 50)
     (tmp_path / "text.png").write_text("this is not an image\n" * 50)
     png = small_image.read_bytes()
@@ -486,6 +500,7 @@ CLIPS_BATCH = ["sample-clips-batch", "--output-dir", "clips", "--audio-dir"]
         ([*A2I, "zero_length.wav"], r"zero_length\.wav: contains no audio frames"),
         ([*A2I, "text.wav"], r"text\.wav: not a readable audio file"),
         ([*A2I, "folder"], r"folder: is a directory"),
+        ([*A2I, "nan.wav"], r"nan\.wav: contains NaN or infinite samples"),
         ([*A2I, "short.wav"], r"audio is 100\.0 ms long; a spectrogram needs at least 200\.0 ms"),
         ([*CLIPS, "truncated.wav"], r"file is truncated"),
         ([*CLIPS, "text.wav"], r"not a readable audio file"),

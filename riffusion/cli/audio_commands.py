@@ -1,7 +1,9 @@
 """Single-file commands: audio-to-image, image-to-audio, print-exif and sample-clips.
 
 Names and flags follow the original riffusion's ``python -m riffusion.cli`` so that its scripts keep
-working; --quality, --sample-rate and --overwrite are additions.
+working. Additions: --quality, --sample-rate (audio is resampled to it; the original kept the file's
+rate) and --overwrite (outputs are never replaced without it). --device defaults to "auto" rather
+than the original's "cuda", so the commands also run on machines without a GPU.
 """
 
 from __future__ import annotations
