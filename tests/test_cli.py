@@ -165,6 +165,23 @@ def test_audio_to_image_writes_the_spectrogram_and_its_parameters(tmp_path: Path
     }
 
 
+@pytest.mark.parametrize(
+    ("flags", "reference"), [([], "clip_mono.png"), (["--stereo"], "clip_stereo.png")]
+)
+def test_audio_to_image_matches_the_originals_images(
+    tmp_path: Path, reference_dir: Path, flags: list[str], reference: str
+) -> None:
+    image_path = tmp_path / reference
+    succeeded(
+        run("audio-to-image", "--audio", reference_dir / "clip.wav", "--image", image_path, *flags)
+    )
+    ours = np.asarray(Image.open(image_path), dtype=int)
+    theirs = np.asarray(Image.open(reference_dir / reference), dtype=int)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() <= 1
+    assert exif(image_path)["STEREO"] == exif(reference_dir / reference)["STEREO"]
+
+
 def test_audio_to_image_resamples_and_writes_stereo(tmp_path: Path) -> None:
     audio = tone(tmp_path / "a48k.wav", rate=48000, channels=2)
     image_path = tmp_path / "stereo.png"
