@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Tests never touch the network: the Hugging Face Hub is offline for every library that reads
+# this (huggingface_hub reads it once, at import, so it is set before anything imports it).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "riffusion-reference"
 
@@ -15,3 +20,19 @@ def reference_dir() -> Path:
     if not (REFERENCE_DIR / "clip.wav").is_file():
         pytest.skip(f"reference data not found at {REFERENCE_DIR}")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight model in riffusion-model-v1's diffusers layout (seed 0)."""
+    from riffusion.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_checkpoint: Path):
+    """The tiny model as a RiffusionPipeline on the CPU in float32 (shared: do not modify)."""
+    from riffusion.diffusion.pipeline import RiffusionPipeline
+
+    return RiffusionPipeline.load_checkpoint(tiny_checkpoint, device="cpu", dtype="float32")

@@ -13,6 +13,7 @@ from riffusion.cli.audio_commands import (
     sample_clips_command,
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
+from riffusion.cli.generate import generate
 from riffusion.errors import RiffusionError
 
 
@@ -38,3 +39,4 @@ cli.add_command(print_exif)
 cli.add_command(sample_clips_command)
 cli.add_command(audio_to_images_batch)
 cli.add_command(sample_clips_batch)
+cli.add_command(generate)

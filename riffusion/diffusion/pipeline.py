@@ -1,0 +1,572 @@
+"""The riffusion pipeline: Stable Diffusion on spectrogram images, with interpolation.
+
+riffuse() is the original riffusion's generation: img2img from a seed spectrogram, with the
+prompt, seed, guidance and denoising strength interpolated between a start and an end at alpha.
+txt2img() makes a spectrogram from noise alone; img2img() is riffuse() without interpolation.
+
+Numerics: the UNet and VAE run in the pipeline's dtype (float16 / bfloat16 where fast), while the
+latents, the noise, the guidance combination and the scheduler arithmetic stay in float32, so that
+fifty steps of scheduler updates do not accumulate half-precision rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from PIL import Image
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from riffusion.audio import Audio
+from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, load_stable_diffusion
+from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.diffusion.prompt_embeddings import PromptEmbedder
+from riffusion.diffusion.schedulers import scheduler_class
+from riffusion.errors import RiffusionError
+from riffusion.spectrogram.converter import SpectrogramImageConverter
+from riffusion.spectrogram.image import DEFAULT_MAX_VALUE
+from riffusion.spectrogram.params import ExifTag, SpectrogramParams
+from riffusion.spectrogram.reconstruction import Quality
+
+#: Called with (steps done, steps in total): once with 0 before the first step, then per step.
+ProgressCallback = Callable[[int, int], None]
+
+OutputType = Literal["pil", "latent"]
+
+# Seed images and masks whose encodings are kept; each entry is a few hundred kB at most.
+_CACHE_SIZE = 16
+
+
+class Cancelled(Exception):
+    """A generation was cancelled between two diffusion steps."""
+
+
+def slerp(
+    t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995
+) -> torch.Tensor:
+    """Spherical interpolation from v0 (t = 0) to v1 (t = 1), treating each as one flat vector.
+
+    Gaussian noise lives near a sphere, and a straight line between two noises would pass
+    through lower-norm (less noisy) points, so noises are interpolated along the arc. Nearly
+    parallel inputs (|cos| > dot_threshold) fall back to linear interpolation. The end points
+    return v0 and v1 exactly; the arithmetic is float64, the result has v0's dtype.
+    """
+    if t == 0:
+        return v0.clone()
+    if t == 1:
+        return v1.to(v0.dtype, copy=True)
+    a, b = v0.double(), v1.double()
+    cos = (a * b).sum() / (a.norm() * b.norm())
+    if cos.abs() > dot_threshold:
+        mixed = (1 - t) * a + t * b
+    else:
+        theta = torch.arccos(cos)
+        mixed = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
+    return mixed.to(v0.dtype)
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """a at t = 0, b at t = 1, linear between (the original's formula)."""
+    return a * (1.0 - t) + b * t
+
+
+def _literal_prompt(prompt: str) -> str:
+    """prompt with its weight syntax escaped, so brackets and colons are read as plain text."""
+    return re.sub(r"([()\[\]:\\])", r"\\\1", prompt)
+
+
+class RiffusionPipeline(DiffusionPipeline):
+    """Stable Diffusion v1 for spectrogram images, in the manner of the original riffusion.
+
+    Build it with load_checkpoint(). The pipeline is safe to share between threads: each call
+    makes its own scheduler, and the caches are locked.
+
+    Attributes:
+        prompt_embedder: turns (weighted, any-length) prompts into CLIP embeddings, with an LRU.
+        spectrogram_params: the spectrogram format the model was trained on; written into the
+            EXIF of every image and used to turn images into audio.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: SchedulerMixin,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+        )
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        # Image sides must be multiples of this: the VAE halves the size (len - 1) times, the
+        # UNet then (len - 1) more, and both must divide evenly.
+        self.size_multiple = self.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
+        self.prompt_embedder = PromptEmbedder(tokenizer, text_encoder)
+        self.spectrogram_params = SpectrogramParams()
+        self._lock = threading.Lock()
+        self._image_latents: OrderedDict[Hashable, tuple[torch.Tensor, torch.Tensor]] = (
+            OrderedDict()
+        )
+        self._masks: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self._converters: dict[str, SpectrogramImageConverter] = {}
+
+    @classmethod
+    def load_checkpoint(
+        cls,
+        checkpoint: str | os.PathLike[str] = DEFAULT_CHECKPOINT,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        lora: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        lora_scale: float = 1.0,
+        local_files_only: bool = False,
+        config: str | os.PathLike[str] | None = None,
+    ) -> RiffusionPipeline:
+        """Load a checkpoint: a Hub id, a diffusers folder or a single .ckpt / .safetensors file.
+
+        device None picks cuda, then mps, then cpu; dtype None picks float16 on CUDA, bfloat16
+        on CPUs with native bfloat16, else float32. See checkpoints.load_stable_diffusion() for
+        the other arguments. Failures raise RiffusionError with a one-line explanation.
+        """
+        components = load_stable_diffusion(
+            checkpoint,
+            device=device,
+            dtype=dtype,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            config=config,
+            lora=lora,
+            lora_scale=lora_scale,
+        )
+        return cls(
+            vae=components.vae,
+            text_encoder=components.text_encoder,
+            tokenizer=components.tokenizer,
+            unet=components.unet,
+            scheduler=components.scheduler,
+        )
+
+    # --- Generation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def riffuse(
+        self,
+        inputs: InferenceInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None = None,
+        use_reweighting: bool = True,
+        *,
+        scheduler: str | None = None,
+        callback: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        output_type: OutputType = "pil",
+    ) -> Image.Image | torch.Tensor:
+        """img2img from init_image, interpolating between inputs.start and inputs.end at alpha.
+
+        Guidance and denoising strength are interpolated linearly; the text embeddings (prompt
+        and negative prompt) linearly; the two seeds' noises spherically. The seed image's latents
+        are sampled with the start seed. At alpha = 0 the end prompt and seed play no part.
+
+        Args:
+            inputs: prompts, seeds, alpha and step count.
+            init_image: seed spectrogram; sides must be multiples of size_multiple (64).
+            mask_image: white = repaint, black = keep the seed image, grays blend; any size (it
+                is resized to the latent grid). Kept regions get the seed image's latents, noised
+                to the current step's level, after every step, and exactly at the end.
+            use_reweighting: read ``(word:1.3)``-style weights; off, brackets are plain text.
+            scheduler: scheduler name (see schedulers.SCHEDULERS); None uses the pipeline's.
+            callback: progress callback; it may raise Cancelled to stop.
+            cancel: an event that, once set, stops the generation before the next step.
+            output_type: "pil" for the spectrogram image, "latent" for the final latents
+                (1, 4, height / 8, width / 8) in float32.
+
+        Returns:
+            The spectrogram image (RGB, init_image's size, spectrogram parameters in its EXIF),
+            or the latents.
+
+        Raises:
+            Cancelled: when cancelled between steps.
+            RiffusionError: for unusable images or parameters.
+        """
+        _check_inputs(init_image, mask_image, output_type)
+        start, end, alpha = inputs.start, inputs.end, inputs.alpha
+        guidance = _lerp(start.guidance, end.guidance, alpha)
+        denoising = _lerp(start.denoising, end.denoising, alpha)
+        ends = [(start, 1.0 - alpha), (end, alpha)]
+        # Encode only the prompts that take part: at alpha 0 or 1 this keeps the result
+        # independent of the other end (whose length could otherwise change the padding).
+        weighted_ends = [(prompt, weight) for prompt, weight in ends if weight != 0.0]
+        text_embeddings = self._text_embeddings(weighted_ends, guidance, use_reweighting)
+
+        init_latents = self.encode_image(init_image, start.seed)
+
+        # The seeds' noises, interpolated along the sphere. The start seed's generator also
+        # drives any per-step noise of the scheduler.
+        start_generator = self._generator(start.seed)
+        noise_start = self._randn(init_latents.shape, start_generator)
+        noise_end = noise_start
+        if alpha:
+            noise_end = self._randn(init_latents.shape, self._generator(end.seed))
+        noise = slerp(alpha, noise_start, noise_end)
+
+        keep = None
+        if mask_image is not None:
+            keep = self._keep_mask(mask_image, tuple(init_latents.shape[-2:]))
+
+        latents = self._denoise(
+            init_latents=init_latents,
+            noise=noise,
+            text_embeddings=text_embeddings,
+            guidance=guidance,
+            num_inference_steps=inputs.num_inference_steps,
+            denoising=denoising,
+            keep=keep,
+            scheduler=scheduler,
+            generator=start_generator,
+            callback=callback,
+            cancel=cancel,
+        )
+        return self._output(latents, output_type, cancel)
+
+    @torch.no_grad()
+    def img2img(
+        self,
+        prompt: PromptInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None = None,
+        *,
+        num_inference_steps: int = 50,
+        use_reweighting: bool = True,
+        scheduler: str | None = None,
+        callback: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        output_type: OutputType = "pil",
+    ) -> Image.Image | torch.Tensor:
+        """img2img from init_image with one prompt: riffuse() with start = end and alpha = 0."""
+        inputs = InferenceInput(
+            start=prompt, end=prompt, alpha=0.0, num_inference_steps=num_inference_steps
+        )
+        return self.riffuse(
+            inputs,
+            init_image,
+            mask_image,
+            use_reweighting,
+            scheduler=scheduler,
+            callback=callback,
+            cancel=cancel,
+            output_type=output_type,
+        )
+
+    @torch.no_grad()
+    def txt2img(
+        self,
+        prompt: PromptInput,
+        *,
+        width: int = 512,
+        height: int | None = None,
+        num_inference_steps: int = 50,
+        use_reweighting: bool = True,
+        scheduler: str | None = None,
+        callback: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        output_type: OutputType = "pil",
+    ) -> Image.Image | torch.Tensor:
+        """A spectrogram from the prompt alone, starting from the seed's noise.
+
+        width (pixels, 10 ms of audio each by default) must be a multiple of size_multiple (64);
+        height defaults to the spectrogram's frequency bins (512). prompt.denoising is unused.
+        The initial noise is drawn as diffusers' StableDiffusionPipeline draws it, so a seed
+        gives the same start as there. Other arguments as in riffuse().
+        """
+        _check_inputs(None, None, output_type)
+        height = self.spectrogram_params.num_frequencies if height is None else height
+        self._check_size(width, height, "image")
+        if not 1 <= num_inference_steps <= 1000:
+            raise RiffusionError(
+                f"num_inference_steps must be between 1 and 1000, got {num_inference_steps}"
+            )
+        text_embeddings = self._text_embeddings([(prompt, 1.0)], prompt.guidance, use_reweighting)
+        shape = (
+            1,
+            self.unet.config.in_channels,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        generator = self._generator(prompt.seed)
+        noise = self._randn(shape, generator)
+        latents = self._denoise(
+            init_latents=None,
+            noise=noise,
+            text_embeddings=text_embeddings,
+            guidance=prompt.guidance,
+            num_inference_steps=num_inference_steps,
+            denoising=1.0,
+            keep=None,
+            scheduler=scheduler,
+            generator=generator,
+            callback=callback,
+            cancel=cancel,
+        )
+        return self._output(latents, output_type, cancel)
+
+    @torch.no_grad()
+    def encode_image(self, image: Image.Image, seed: int) -> torch.Tensor:
+        """The latents riffuse() starts from: a sample of image's VAE posterior, scaled.
+
+        Drawn with a fresh generator for seed (the start seed in riffuse(), as in the original).
+        Returns (1, 4, height / 8, width / 8) float32. The encoding is cached per image.
+        """
+        mean, std = self._encode_image(image)
+        epsilon = self._randn(mean.shape, self._generator(seed))
+        return (mean + std * epsilon) * self.vae.config.scaling_factor
+
+    def audio_from_image(self, image: Image.Image, quality: Quality = "fast") -> Audio:
+        """The audio of a spectrogram image, peak-normalised as the original did.
+
+        The converter for each quality is built once and reused.
+        """
+        with self._lock:
+            converter = self._converters.get(quality)
+            if converter is None:
+                # Reconstruction runs on CUDA when the model does; MPS lacks some FFT ops.
+                device = self.device if self.device.type == "cuda" else torch.device("cpu")
+                converter = SpectrogramImageConverter(
+                    self.spectrogram_params, device=device, quality=quality
+                )
+                self._converters[quality] = converter
+        return converter.audio_from_spectrogram_image(image, apply_filters=True)
+
+    # --- The diffusion loop -------------------------------------------------------------------
+
+    def _denoise(
+        self,
+        *,
+        init_latents: torch.Tensor | None,
+        noise: torch.Tensor,
+        text_embeddings: torch.Tensor,
+        guidance: float,
+        num_inference_steps: int,
+        denoising: float,
+        keep: torch.Tensor | None,
+        scheduler: str | None,
+        generator: torch.Generator,
+        callback: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> torch.Tensor:
+        """Run the reverse diffusion; returns the final latents (float32).
+
+        With init_latents (img2img), only the last int(steps * denoising) steps of the schedule
+        run, starting from init_latents noised to the first of them. Without, all steps run from
+        pure noise. keep (1 = keep init_latents, 0 = repaint) re-imposes init_latents after each
+        step, noised to the level the latents have reached.
+        """
+        sched = self._make_scheduler(scheduler)
+        try:
+            sched.set_timesteps(num_inference_steps, device=self.device)
+        except ValueError as error:  # e.g. LCM with more steps than it was distilled for
+            raise RiffusionError(f"{type(sched).__name__}: {error}") from None
+        timesteps = sched.timesteps
+
+        if init_latents is None:
+            latents = noise * sched.init_noise_sigma
+        else:
+            # The original riffusion's img2img schedule: skip the first (1 - denoising) of the
+            # steps. (Its "+ steps_offset" arithmetic reduces to this for the PNDM schedule.)
+            num_steps = min(int(num_inference_steps * denoising), num_inference_steps)
+            first = (num_inference_steps - num_steps) * sched.order
+            timesteps = timesteps[first:] if num_steps else timesteps[:0]
+            if hasattr(sched, "set_begin_index"):
+                sched.set_begin_index(first)
+            latents = init_latents
+            if len(timesteps):
+                latents = sched.add_noise(init_latents, noise, timesteps[:1])
+
+        guided = guidance > 1.0
+        step_parameters = inspect.signature(sched.step).parameters
+        step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
+        unet_dtype = self.unet.dtype
+
+        total = len(timesteps)
+        if callback is not None:
+            callback(0, total)
+        for index, timestep in enumerate(timesteps):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled after {index} of {total} steps")
+            # Both guidance halves go through the UNet as one batch: [unconditional, prompt].
+            model_input = torch.cat([latents, latents]) if guided else latents
+            model_input = sched.scale_model_input(model_input, timestep)
+            noise_pred = self.unet(
+                model_input.to(unet_dtype), timestep, encoder_hidden_states=text_embeddings
+            ).sample.float()
+            if guided:
+                noise_uncond, noise_text = noise_pred.chunk(2)
+                noise_pred = noise_uncond + guidance * (noise_text - noise_uncond)
+            latents = sched.step(noise_pred, timestep, latents, **step_kwargs).prev_sample
+
+            if keep is not None:
+                known = init_latents
+                if index + 1 < total:
+                    known = sched.add_noise(init_latents, noise, timesteps[index + 1 : index + 2])
+                latents = keep * known + (1.0 - keep) * latents
+            if callback is not None:
+                callback(index + 1, total)
+        return latents
+
+    def _make_scheduler(self, name: str | None) -> SchedulerMixin:
+        """A fresh scheduler (they hold per-run state) from the checkpoint's scheduler config."""
+        cls = type(self.scheduler) if name is None else scheduler_class(name)
+        return cls.from_config(self.scheduler.config)
+
+    def _output(
+        self, latents: torch.Tensor, output_type: OutputType, cancel: threading.Event | None
+    ) -> Image.Image | torch.Tensor:
+        if output_type == "latent":
+            return latents
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before decoding")
+        return self._decode(latents)
+
+    def _decode(self, latents: torch.Tensor) -> Image.Image:
+        """Latents (1, 4, h, w) -> RGB spectrogram image (8h x 8w) with spectrogram EXIF."""
+        latents = latents / self.vae.config.scaling_factor
+        pixels = self.vae.decode(latents.to(self.vae.dtype)).sample.float()
+        pixels = (pixels / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        image = Image.fromarray((pixels * 255).round().astype(np.uint8), mode="RGB")
+        exif = image.getexif()
+        exif.update(self.spectrogram_params.to_exif())
+        # Model output has no measured loudness: it is read back at the original's fixed scale.
+        exif[int(ExifTag.MAX_VALUE)] = DEFAULT_MAX_VALUE
+        return image
+
+    # --- Conditioning -------------------------------------------------------------------------
+
+    def _text_embeddings(
+        self,
+        ends: Sequence[tuple[PromptInput, float]],
+        guidance: float,
+        use_reweighting: bool,
+    ) -> torch.Tensor:
+        """Text embeddings for the UNet: (2 or 1, tokens, hidden) in the UNet's dtype.
+
+        ends pairs each prompt with its interpolation weight (weights sum to 1). With guidance
+        > 1 the result is [negative, prompt] (the negative defaults to the empty prompt), else
+        [prompt]. All texts are embedded in one call, so the rows share one token length.
+        """
+        texts = [prompt.prompt for prompt, _ in ends]
+        if guidance > 1.0:
+            texts = [prompt.negative_prompt or "" for prompt, _ in ends] + texts
+        if not use_reweighting:
+            texts = [_literal_prompt(text) for text in texts]
+        rows = self.prompt_embedder.embed(texts).float()
+
+        groups = rows.split(len(ends))
+        if len(ends) == 1:
+            embeddings = torch.cat(groups)
+        else:
+            # Linear interpolation start + alpha * (end - start), as the original did.
+            alpha = ends[1][1]
+            embeddings = torch.cat(
+                [group[:1] + alpha * (group[1:] - group[:1]) for group in groups]
+            )
+        return embeddings.to(device=self.device, dtype=self.unet.dtype)
+
+    def _encode_image(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation (float32, (1, 4, h / 8, w / 8)) of image's VAE posterior.
+
+        Cached per image content: a seed image is encoded once, and sampling from the cached
+        distribution with any seed is exactly what re-encoding would give.
+        """
+        self._check_size(image.width, image.height, "seed image")
+        key = (_image_digest(image), self.vae.dtype, str(self.device))
+        with self._lock:
+            if key in self._image_latents:
+                self._image_latents.move_to_end(key)
+                return self._image_latents[key]
+
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0 - 1.0
+        posterior = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
+        encoding = (posterior.mean.float(), posterior.std.float())
+
+        with self._lock:
+            self._image_latents[key] = encoding
+            while len(self._image_latents) > _CACHE_SIZE:
+                self._image_latents.popitem(last=False)
+        return encoding
+
+    def _keep_mask(self, mask_image: Image.Image, latent_size: tuple[int, int]) -> torch.Tensor:
+        """(1, 1, h, w) float32 weights of the seed image: 1 where the mask is black, 0 white.
+
+        The mask is converted to grayscale and resized to the latent grid with nearest-neighbour
+        sampling, as the original did. Cached per mask content and size.
+        """
+        key = (_image_digest(mask_image), latent_size, str(self.device))
+        with self._lock:
+            if key in self._masks:
+                self._masks.move_to_end(key)
+                return self._masks[key]
+
+        height, width = latent_size
+        gray = mask_image.convert("L").resize((width, height), resample=Image.Resampling.NEAREST)
+        repaint = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)
+        keep = (1.0 - repaint)[None, None].to(self.device)
+
+        with self._lock:
+            self._masks[key] = keep
+            while len(self._masks) > _CACHE_SIZE:
+                self._masks.popitem(last=False)
+        return keep
+
+    # --- Helpers ------------------------------------------------------------------------------
+
+    def _check_size(self, width: int, height: int, what: str) -> None:
+        multiple = self.size_multiple
+        if width < multiple or height < multiple or width % multiple or height % multiple:
+            raise RiffusionError(
+                f"{what} is {width}x{height} pixels; width and height must be positive multiples "
+                f"of {multiple} (e.g. 512x512)"
+            )
+
+    def _generator(self, seed: int) -> torch.Generator:
+        """A fresh generator for seed, on the device the original riffusion drew noise on.
+
+        CUDA draws on the GPU (so seeds give the noise they gave there); MPS draws on the CPU.
+        """
+        device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def _randn(self, shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
+        """Standard normal float32 noise of shape from generator, on the pipeline's device."""
+        noise = torch.randn(tuple(shape), generator=generator, device=generator.device)
+        return noise.to(self.device)
+
+
+def _check_inputs(init_image: object, mask_image: object, output_type: str) -> None:
+    """Fail before any model work on arguments of the wrong kind."""
+    if output_type not in ("pil", "latent"):
+        raise RiffusionError(f"output_type must be 'pil' or 'latent', got {output_type!r}")
+    for name, image in (("init_image", init_image), ("mask_image", mask_image)):
+        if image is not None and not isinstance(image, Image.Image):
+            raise RiffusionError(f"{name} must be a PIL image, got {type(image).__name__}")
+
+
+def _image_digest(image: Image.Image) -> str:
+    """A key for an image's content: mode, size and a hash of its pixels."""
+    digest = hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
+    return f"{image.mode}:{image.width}x{image.height}:{digest}"
