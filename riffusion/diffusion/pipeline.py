@@ -431,7 +431,13 @@ class RiffusionPipeline(DiffusionPipeline):
     def _make_scheduler(self, name: str | None) -> SchedulerMixin:
         """A fresh scheduler (they hold per-run state) from the checkpoint's scheduler config."""
         cls = type(self.scheduler) if name is None else scheduler_class(name)
-        return cls.from_config(self.scheduler.config)
+        overrides = {}
+        if "clip_sample" in inspect.signature(cls.__init__).parameters:
+            # Clipping the predicted sample to [-1, 1] suits pixel-space models, not SD latents.
+            # SD v1 configs without the key (riffusion's among them) would get DDIM's default
+            # True; diffusers' SD pipelines force it off in the same way.
+            overrides["clip_sample"] = False
+        return cls.from_config(self.scheduler.config, **overrides)
 
     def _output(
         self, latents: torch.Tensor, output_type: OutputType, cancel: threading.Event | None
