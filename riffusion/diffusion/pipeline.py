@@ -118,6 +118,7 @@ class RiffusionPipeline(DiffusionPipeline):
         self.prompt_embedder = PromptEmbedder(tokenizer, text_encoder)
         self.spectrogram_params = SpectrogramParams()
         self._lock = threading.Lock()
+        self._audio_lock = threading.Lock()
         self._image_latents: OrderedDict[Hashable, tuple[torch.Tensor, torch.Tensor]] = (
             OrderedDict()
         )
@@ -339,7 +340,9 @@ class RiffusionPipeline(DiffusionPipeline):
     def audio_from_image(self, image: Image.Image, quality: Quality = "fast") -> Audio:
         """The audio of a spectrogram image, peak-normalised as the original did.
 
-        The converter for each quality is built once and reused.
+        Deterministic: phase reconstruction starts from a random phase, drawn here from a fixed
+        seed, so the same image always gives the same audio. The converter for each quality is
+        built once and reused.
         """
         with self._lock:
             converter = self._converters.get(quality)
@@ -350,7 +353,12 @@ class RiffusionPipeline(DiffusionPipeline):
                     self.spectrogram_params, device=device, quality=quality
                 )
                 self._converters[quality] = converter
-        return converter.audio_from_spectrogram_image(image, apply_filters=True)
+        # The converter draws its initial phase from torch's global generator: seed it for the
+        # call and restore it afterwards. The lock keeps two conversions from interleaving.
+        devices = [converter.device] if converter.device.type == "cuda" else []
+        with self._audio_lock, torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            return converter.audio_from_spectrogram_image(image, apply_filters=True)
 
     # --- The diffusion loop -------------------------------------------------------------------
 

@@ -1,0 +1,207 @@
+"""`riffusion generate` end to end on the tiny checkpoint, and its one-line errors.
+
+Spectrograms are 512 pixels tall (the model's format) but mostly 128 wide (1.28 s of audio), so
+that audio reconstruction stays quick.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from riffusion import Audio
+from riffusion.cli.main import cli
+from riffusion.spectrogram.params import SpectrogramParams
+
+FAST = ["--steps", "3", "--dtype", "float32", "--device", "cpu"]
+
+
+def run(*args: object) -> Result:
+    return CliRunner().invoke(cli, ["generate", *(str(arg) for arg in args)])
+
+
+def succeeded(result: Result) -> Result:
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def failed(result: Result, message: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: "), result.output
+    assert message in lines[-1]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def generated(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with out.wav and out.png from one text-to-music run (seed 3, 128 wide)."""
+    folder = tmp_path_factory.mktemp("generated")
+    result = run(
+        "jazz piano",
+        "-o",
+        folder / "out.wav",
+        "--image",
+        folder / "out.png",
+        "--seed",
+        3,
+        "--width",
+        128,
+        "--model",
+        tiny_checkpoint,
+        *FAST,
+    )
+    succeeded(result)
+    assert "seed 3" in result.output
+    return folder
+
+
+def test_text_to_music_writes_audio_and_spectrogram(generated: Path) -> None:
+    audio = Audio.load(generated / "out.wav")
+    assert audio.sample_rate == 44100
+    assert audio.duration_s == pytest.approx(1.28, abs=0.01)
+    image = Image.open(generated / "out.png")
+    assert image.size == (128, 512)
+    assert SpectrogramParams.from_exif(image.getexif()) == SpectrogramParams()
+
+
+def test_same_seed_same_audio(generated: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.wav"
+    args = ["jazz piano", "-o", again, "--seed", 3, "--width", 128, "--model", tiny_checkpoint]
+    succeeded(run(*args, *FAST))
+    assert again.read_bytes() == (generated / "out.wav").read_bytes()
+
+
+def test_seed_image_mask_and_options(
+    generated: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    mask = tmp_path / "mask.png"
+    Image.new("L", (128, 512), 255).save(mask)
+    output = tmp_path / "nested" / "remix.flac"
+    result = run(
+        "church bells",
+        "-o",
+        output,
+        "--seed-image",
+        generated / "out.png",
+        "--mask",
+        mask,
+        "--denoising",
+        0.5,
+        "--guidance",
+        5,
+        "--negative",
+        "noise",
+        "--scheduler",
+        "euler",
+        "--model",
+        tiny_checkpoint,
+        "--quality",
+        "fast",
+        *FAST,
+    )
+    succeeded(result)
+    assert Audio.load(output).duration_s == pytest.approx(1.28, abs=0.01)
+
+
+def test_refuses_to_overwrite(generated: Path, tiny_checkpoint: Path) -> None:
+    existing = generated / "out.wav"
+    before = existing.read_bytes()
+    failed(run("x", "-o", existing, "--model", tiny_checkpoint), "pass --overwrite")
+    assert existing.read_bytes() == before
+    image = generated / "new.png"
+    failed(run("x", "-o", existing, "--image", image, "--model", "none"), "pass --overwrite")
+    assert not image.exists()
+
+
+def test_overwrite(generated: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.ogg"
+    output.write_bytes(b"old")
+    args = ["x", "-o", output, "--width", 64, "--model", tiny_checkpoint, "--overwrite", *FAST]
+    succeeded(run(*args))
+    assert Audio.load(output).duration_s == pytest.approx(0.64, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--width", "500"], "--width must be a positive multiple of 64"),
+        (["--width", "0"], "--width must be a positive multiple of 64"),
+        (["--mask", "m.png"], "--mask needs --seed-image"),
+        (["--denoising", "0.3"], "--denoising needs --seed-image"),
+        (["--steps", "0"], "--steps must be between 1 and 1000"),
+        (["--seed", "-5"], "--seed must be between 0 and 2**64 - 1"),
+        (["--guidance", "-1"], "guidance must be at least 0"),
+        (["--scheduler", "heun"], "unknown scheduler 'heun'"),
+        (["--seed-image", "missing.png"], "missing.png: no such file"),
+        (["--device", "tpu"], "tpu"),
+    ],
+)
+def test_bad_parameters(tmp_path: Path, args: list[str], message: str) -> None:
+    # --model points nowhere: these must fail on their own, before any model loading.
+    os.chdir(tmp_path)
+    failed(run("jazz", "-o", "out.wav", "--model", "./no-model", *args), message)
+
+
+def test_bad_output_names(tmp_path: Path) -> None:
+    failed(run("x", "-o", tmp_path / "out.txt"), "unsupported audio format 'txt'")
+    failed(run("x", "-o", tmp_path / "o.wav", "--image", tmp_path / "o.gif"), "'gif'")
+
+
+def test_seed_image_of_the_wrong_height(tmp_path: Path) -> None:
+    image = tmp_path / "small.png"
+    Image.new("RGB", (512, 256)).save(image)
+    failed(
+        run("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", "./none"),
+        "256 pixels tall",
+    )
+
+
+def test_seed_image_of_a_bad_width(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    image = tmp_path / "odd.png"
+    Image.new("RGB", (100, 512)).save(image)
+    failed(
+        run("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", tiny_checkpoint),
+        "multiples of 64",
+    )
+
+
+def test_missing_model_and_bad_paths(tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    failed(run("x", "-o", out, "--cache-dir", tmp_path / "cache"), "--model")
+    failed(run("x", "-o", out, "--model", tmp_path / "nowhere"), "no such file or folder")
+    failed(run("x", "-o", out, "--model", tmp_path), "not a diffusers model folder")
+    assert not out.exists()
+
+
+def test_real_process(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The installed entry point, in a fresh interpreter: output, quiet stderr, exit codes."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "riffusion.cli", "generate", "lofi beat"]
+    output = tmp_path / "beat.mp3"
+    args = ["-o", output, "--seed", "7", "--width", "64", "--model", tiny_checkpoint, *FAST]
+    done = subprocess.run(
+        [*command, *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"Wrote {output} (0.64 s), seed 7"
+    # Only our own progress on stderr: no library warnings or loading bars.
+    assert done.stderr.splitlines()[0] == f"Loading {tiny_checkpoint} ..."
+    assert "Warning" not in done.stderr and "it/s" not in done.stderr
+    assert Audio.load(output).duration_s > 0.5
+
+    done = subprocess.run(
+        [*command, "-o", str(tmp_path / "x.wav"), "--width", "500"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "Error: --width must be a positive multiple of 64, got 500\n"
