@@ -253,10 +253,20 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Riffusio
 
 def _network_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean the Hub could not be reached (the HTTP clients vary)."""
-    import httpx
-    import requests
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:  # huggingface_hub's client
+        import httpx
 
-    return (ConnectionError, TimeoutError, httpx.TransportError, requests.ConnectionError)
+        errors.append(httpx.TransportError)
+    except ImportError:
+        pass
+    try:  # diffusers' client for a few calls
+        import requests
+
+        errors.append(requests.ConnectionError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def _load(
