@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +119,29 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
 # token vocabulary, the model's own PNDM scheduler config. Only the widths and depths are tiny, so
 # a 512x512 spectrogram goes through the whole pipeline in well under a second per step on a CPU.
 
-TINY_TEXT_HIDDEN_SIZE = 32
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """Widths and depths of a random-weight checkpoint; the block layout is always SD v1's."""
+
+    unet_channels: tuple[int, int, int, int]
+    unet_norm_groups: int
+    unet_heads: int  # SD v1's config calls the number of heads attention_head_dim
+    vae_channels: tuple[int, int, int, int]
+    vae_norm_groups: int
+    text_hidden_size: int
+    text_intermediate_size: int
+    text_layers: int
+    text_heads: int
+
+
+# One head keeps the tiny UNet's head_dim at 8 or more, where CPU flash attention is fast (4-wide
+# heads are ~30x slower).
+TINY = ModelSizes((8, 8, 16, 16), 4, 1, (4, 8, 8, 16), 4, 32, 64, 2, 4)
+# Stable Diffusion v1.5's real sizes (UNet 860M, VAE 84M, CLIP ViT-L/14 text encoder 123M): the
+# compute of riffusion-model-v1, for benchmarks.
+SD15 = ModelSizes((320, 640, 1280, 1280), 32, 8, (128, 256, 512, 512), 32, 768, 3072, 12, 12)
+MODEL_SIZES = {"tiny": TINY, "sd15": SD15}
 
 # riffusion-model-v1's scheduler/scheduler_config.json, as published (diffusers fills in defaults).
 RIFFUSION_SCHEDULER_CONFIG = {
@@ -164,7 +187,7 @@ _MODEL_INDEX = {
 }
 
 
-def _tiny_unet() -> UNet2DConditionModel:
+def _random_unet(sizes: ModelSizes) -> UNet2DConditionModel:
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
@@ -173,17 +196,15 @@ def _tiny_unet() -> UNet2DConditionModel:
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        block_out_channels=(8, 8, 16, 16),
+        block_out_channels=sizes.unet_channels,
         layers_per_block=2,
-        norm_num_groups=4,
-        cross_attention_dim=TINY_TEXT_HIDDEN_SIZE,
-        # SD v1's config calls the number of heads attention_head_dim. One head keeps head_dim at
-        # 8 or more, where CPU flash attention is fast (4-wide heads are ~30x slower).
-        attention_head_dim=1,
+        norm_num_groups=sizes.unet_norm_groups,
+        cross_attention_dim=sizes.text_hidden_size,
+        attention_head_dim=sizes.unet_heads,
     )
 
 
-def _tiny_vae() -> AutoencoderKL:
+def _random_vae(sizes: ModelSizes) -> AutoencoderKL:
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -191,27 +212,27 @@ def _tiny_vae() -> AutoencoderKL:
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(4, 8, 8, 16),
+        block_out_channels=sizes.vae_channels,
         layers_per_block=2,
         latent_channels=4,
-        norm_num_groups=4,
+        norm_num_groups=sizes.vae_norm_groups,
         sample_size=512,
         scaling_factor=0.18215,
     )
 
 
-def _tiny_text_encoder() -> CLIPTextModel:
+def _random_text_encoder(sizes: ModelSizes) -> CLIPTextModel:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(
         vocab_size=CLIP_VOCAB_SIZE,
-        hidden_size=TINY_TEXT_HIDDEN_SIZE,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        hidden_size=sizes.text_hidden_size,
+        intermediate_size=sizes.text_intermediate_size,
+        num_hidden_layers=sizes.text_layers,
+        num_attention_heads=sizes.text_heads,
         max_position_embeddings=CLIP_MODEL_MAX_LENGTH,
         hidden_act="quick_gelu",
-        projection_dim=TINY_TEXT_HIDDEN_SIZE,
+        projection_dim=sizes.text_hidden_size,
         # The ids SD v1.5's text_encoder/config.json carries (pooling falls back to argmax).
         bos_token_id=0,
         eos_token_id=2,
@@ -228,15 +249,25 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
     scheduler/ (the riffusion model's PNDM config) and feature_extractor/. The weights depend only
     on seed; the global torch RNG is left as it was. Returns path.
     """
+    return make_random_checkpoint(path, "tiny", seed)
+
+
+def make_random_checkpoint(path: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight model of the given size ("tiny" or "sd15") in that layout.
+
+    "sd15" has Stable Diffusion v1.5's real sizes (about 4.3 GB of float32 safetensors): the same
+    compute as riffusion-model-v1, for benchmarks on machines that cannot download it.
+    """
+    sizes = MODEL_SIZES[size]
     import torch
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = _tiny_unet()
-        vae = _tiny_vae()
-        text_encoder = _tiny_text_encoder()
+        unet = _random_unet(sizes)
+        vae = _random_vae(sizes)
+        text_encoder = _random_text_encoder(sizes)
 
     unet.save_pretrained(path / "unet", safe_serialization=True)
     vae.save_pretrained(path / "vae", safe_serialization=True)
