@@ -1,0 +1,78 @@
+"""A disk cache for generated seed images, keyed by their parameters and the code that drew them.
+
+Entries live in $RIFFUSION_CACHE_DIR/seeds, else $XDG_CACHE_HOME/riffusion/seeds, else
+~/.cache/riffusion/seeds. Each key includes a digest of the source files that shape the images,
+so changing the synthesizer or the spectrogram code never serves a stale image. A cache that
+cannot be written is skipped: generation still works, only slower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image
+
+import riffusion
+from riffusion.spectrogram.image import save_spectrogram_image
+
+# Source files (relative to the riffusion package) whose code decides what a seed image holds.
+_SOURCES = (
+    "seeds/harmony.py",
+    "seeds/synth.py",
+    "seeds/score.py",
+    "seeds/patterns.py",
+    "seeds/timing.py",
+    "seeds/images.py",
+    "spectrogram/dsp.py",
+    "spectrogram/image.py",
+    "spectrogram/params.py",
+)
+
+
+def cache_dir() -> Path:
+    """The folder holding cached seed images (not created here)."""
+    if "RIFFUSION_CACHE_DIR" in os.environ:
+        return Path(os.environ["RIFFUSION_CACHE_DIR"]) / "seeds"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "riffusion" / "seeds"
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """12 hex digits identifying the code behind seed images."""
+    package = Path(riffusion.__file__).parent
+    digest = hashlib.sha256()
+    for source in _SOURCES:
+        digest.update((package / source).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cached_image(name: str, make: Callable[[], Image.Image]) -> Image.Image:
+    """The image cached as name (a file-name-safe key), else make() stored under it."""
+    path = cache_dir() / f"{name}-{code_digest()}.png"
+    try:
+        with Image.open(path) as cached:
+            cached.load()
+            return cached.copy()
+    # A missing, truncated or foreign file is simply made again.
+    except (OSError, SyntaxError, ValueError):
+        pass
+    image = make()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename, so a reader never sees half a file.
+        handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    except OSError:
+        return image
+    os.close(handle)
+    try:
+        save_spectrogram_image(image, temporary)
+        os.replace(temporary, path)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+    return image
