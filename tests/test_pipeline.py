@@ -414,3 +414,9 @@ def test_bad_images(pipe, seed_image) -> None:
 def test_package_exports() -> None:
     assert riffusion.RiffusionPipeline is RiffusionPipeline
     assert {"RiffusionPipeline", "PromptInput", "InferenceInput"} <= set(riffusion.__all__)
+
+
+def test_scheduler_limits_are_one_line_errors(pipe) -> None:
+    # LCM cannot take more steps than the schedule it was distilled on (50 by default).
+    with pytest.raises(RiffusionError, match="LCMScheduler"):
+        pipe.txt2img(START, width=SIZE, height=SIZE, num_inference_steps=60, scheduler="LCM")

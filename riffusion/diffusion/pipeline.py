@@ -29,7 +29,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.audio import Audio
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, load_stable_diffusion
-from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, InferenceInput, PromptInput
 from riffusion.diffusion.prompt_embeddings import PromptEmbedder
 from riffusion.diffusion.schedulers import scheduler_class
 from riffusion.errors import RiffusionError
@@ -89,7 +89,8 @@ class RiffusionPipeline(DiffusionPipeline):
     """Stable Diffusion v1 for spectrogram images, in the manner of the original riffusion.
 
     Build it with load_checkpoint(). The pipeline is safe to share between threads: each call
-    makes its own scheduler, and the caches are locked.
+    makes its own scheduler, and the caches (seed images, masks, prompt embeddings, converters)
+    are locked.
 
     Attributes:
         prompt_embedder: turns (weighted, any-length) prompts into CLIP embeddings, with an LRU.
@@ -119,6 +120,7 @@ class RiffusionPipeline(DiffusionPipeline):
         self.spectrogram_params = SpectrogramParams()
         self._lock = threading.Lock()
         self._audio_lock = threading.Lock()
+        self._embed_lock = threading.Lock()
         self._image_latents: OrderedDict[Hashable, tuple[torch.Tensor, torch.Tensor]] = (
             OrderedDict()
         )
@@ -188,8 +190,9 @@ class RiffusionPipeline(DiffusionPipeline):
             inputs: prompts, seeds, alpha and step count.
             init_image: seed spectrogram; sides must be multiples of size_multiple (64).
             mask_image: white = repaint, black = keep the seed image, grays blend; any size (it
-                is resized to the latent grid). Kept regions get the seed image's latents, noised
-                to the current step's level, after every step, and exactly at the end.
+                is resized to the latent grid). After every step, kept regions are set back to
+                the seed image's latents noised to the level the step reached (un-noised after
+                the last step).
             use_reweighting: read ``(word:1.3)``-style weights; off, brackets are plain text.
             scheduler: scheduler name (see schedulers.SCHEDULERS); None uses the pipeline's.
             callback: progress callback; it may raise Cancelled to stop.
@@ -209,13 +212,13 @@ class RiffusionPipeline(DiffusionPipeline):
         start, end, alpha = inputs.start, inputs.end, inputs.alpha
         guidance = _lerp(start.guidance, end.guidance, alpha)
         denoising = _lerp(start.denoising, end.denoising, alpha)
+        init_latents = self.encode_image(init_image, start.seed)
+
         ends = [(start, 1.0 - alpha), (end, alpha)]
         # Encode only the prompts that take part: at alpha 0 or 1 this keeps the result
         # independent of the other end (whose length could otherwise change the padding).
         weighted_ends = [(prompt, weight) for prompt, weight in ends if weight != 0.0]
         text_embeddings = self._text_embeddings(weighted_ends, guidance, use_reweighting)
-
-        init_latents = self.encode_image(init_image, start.seed)
 
         # The seeds' noises, interpolated along the sphere. The start seed's generator also
         # drives any per-step noise of the scheduler.
@@ -298,9 +301,10 @@ class RiffusionPipeline(DiffusionPipeline):
         _check_inputs(None, None, output_type)
         height = self.spectrogram_params.num_frequencies if height is None else height
         self._check_size(width, height, "image")
-        if not 1 <= num_inference_steps <= 1000:
+        if not 1 <= num_inference_steps <= MAX_INFERENCE_STEPS:
             raise RiffusionError(
-                f"num_inference_steps must be between 1 and 1000, got {num_inference_steps}"
+                f"num_inference_steps must be between 1 and {MAX_INFERENCE_STEPS}, "
+                f"got {num_inference_steps}"
             )
         text_embeddings = self._text_embeddings([(prompt, 1.0)], prompt.guidance, use_reweighting)
         shape = (
@@ -487,7 +491,8 @@ class RiffusionPipeline(DiffusionPipeline):
             texts = [prompt.negative_prompt or "" for prompt, _ in ends] + texts
         if not use_reweighting:
             texts = [_literal_prompt(text) for text in texts]
-        rows = self.prompt_embedder.embed(texts).float()
+        with self._embed_lock:  # the embedder's LRU cache is not thread-safe on its own
+            rows = self.prompt_embedder.embed(texts).float()
 
         groups = rows.split(len(ends))
         if len(ends) == 1:
