@@ -14,6 +14,7 @@ from riffusion.cli.audio_commands import (
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
 from riffusion.cli.generate import generate
+from riffusion.cli.serve import serve
 from riffusion.errors import RiffusionError
 
 
@@ -40,3 +41,4 @@ cli.add_command(sample_clips_command)
 cli.add_command(audio_to_images_batch)
 cli.add_command(sample_clips_batch)
 cli.add_command(generate)
+cli.add_command(serve)

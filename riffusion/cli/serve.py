@@ -1,0 +1,81 @@
+"""`riffusion serve`: the web app, the inference API and the jam WebSocket from one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from riffusion.cli.common import PATH, device_option, quality_option
+from riffusion.devices import AUTO, resolve_device
+from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
+from riffusion.errors import RiffusionError
+from riffusion.spectrogram.reconstruction import Quality
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=3013, show_default=True, help="Port to listen on.")
+@click.option(
+    "--model",
+    default=DEFAULT_CHECKPOINT,
+    show_default=True,
+    help="Hugging Face Hub id, local diffusers folder, or .ckpt / .safetensors file.",
+)
+@device_option
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPE_NAMES),
+    default="auto",
+    show_default=True,
+    help="Compute precision; auto is float16 on CUDA, bfloat16 on CPUs with native support.",
+)
+@click.option(
+    "--seed-images",
+    type=PATH,
+    help="Folder of extra seed images (NAME.png; mask*.png are masks), offered by NAME.",
+)
+@click.option(
+    "--queue",
+    "queue_capacity",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Inference requests that may wait; more answer 429.",
+)
+@quality_option
+def serve(
+    host: str,
+    port: int,
+    model: str,
+    device: str,
+    dtype: str,
+    seed_images: Path | None,
+    queue_capacity: int,
+    quality: Quality,
+) -> None:
+    """Serve the web app at http://HOST:PORT/ and the API (docs at /docs).
+
+    The server answers at once; the model loads in the background (GET /health tells how it
+    is going, and what is missing if it cannot be loaded).
+    """
+    import uvicorn
+
+    from riffusion.server.app import ServerConfig, create_app
+
+    if not 0 <= port <= 65535:
+        raise RiffusionError(f"--port must be between 0 and 65535, got {port}")
+    if seed_images is not None and not seed_images.is_dir():
+        raise RiffusionError(f"--seed-images {seed_images}: no such folder")
+    resolve_device(device)  # an unusable device fails here, not in the background
+    config = ServerConfig(
+        model=model,
+        device=None if device == AUTO else device,
+        dtype=None if dtype == "auto" else dtype,
+        seed_images_dir=seed_images,
+        queue_capacity=queue_capacity,
+        quality=quality,
+    )
+    app = create_app(config)
+    click.echo(f"Riffusion on http://{host}:{port}/ (API docs at /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", ws="websockets")

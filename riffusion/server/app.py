@@ -1,0 +1,351 @@
+"""The riffusion server: the original inference API, seeds, health, the jam WebSocket and the web
+app, from one FastAPI application. docs/api.md describes every endpoint.
+
+    app = create_app(ServerConfig(model="riffusion/riffusion-model-v1"))
+    uvicorn.run(app, host="127.0.0.1", port=3013)
+
+The model loads on a background thread when the app starts, so the server answers at once; what
+needs the model answers 503 until it is ready, and if loading fails everything else keeps working
+and /health says what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from riffusion.devices import resolve_device
+from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT
+from riffusion.errors import RiffusionError
+from riffusion.server.jam_socket import JamSession, data_url
+from riffusion.server.library import SeedLibrary, UnknownId
+from riffusion.server.model import Loader, LoadProgress, ModelHolder, ModelNotReady
+from riffusion.server.schemas import (
+    ErrorModel,
+    HealthModel,
+    InferenceInputModel,
+    InferenceOutputModel,
+    MaskListModel,
+    MaskModel,
+    QueueModel,
+    SeedListModel,
+    SeedModel,
+)
+from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip
+from riffusion.spectrogram.reconstruction import Quality
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# How often (s) a waiting request checks whether its client is still there.
+DISCONNECT_POLL_S = 0.25
+# Retry-After (s) while the model loads.
+LOADING_RETRY_AFTER_S = 5
+# The status nginx made conventional for "the client closed the request".
+CLIENT_CLOSED_REQUEST = 499
+
+_ERRORS = {
+    400: {"model": ErrorModel, "description": "unknown seed or mask id, or unusable input"},
+    422: {"model": ErrorModel, "description": "a field missing, mistyped or out of range"},
+    429: {"model": ErrorModel, "description": "the queue is full; see Retry-After"},
+    503: {"model": ErrorModel, "description": "the model is loading or failed to load"},
+}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server runs.
+
+    Attributes:
+        model: Hub id, diffusers folder or single-file checkpoint.
+        device: "cpu", "cuda", "cuda:1", "mps"; None picks the best available.
+        dtype: compute precision name; None picks per device (see checkpoints.resolve_dtype).
+        seed_images_dir: folder of extra seed images and masks, by file name.
+        queue_capacity: inference requests that may wait before new ones answer 429.
+        quality: phase reconstruction quality of the audio.
+        static_dir: the web app's files, served at /.
+    """
+
+    model: str = DEFAULT_CHECKPOINT
+    device: str | None = None
+    dtype: str | None = None
+    seed_images_dir: Path | None = None
+    queue_capacity: int = 16
+    quality: Quality = "fast"
+    static_dir: Path = STATIC_DIR
+
+
+def pipeline_loader(config: ServerConfig) -> Loader:
+    """The loader of config's model: RiffusionPipeline.load_checkpoint on config's device."""
+
+    def load(progress: LoadProgress):
+        progress("importing the model libraries", None)
+        from riffusion.diffusion.pipeline import RiffusionPipeline
+
+        progress("loading weights", None)
+        return RiffusionPipeline.load_checkpoint(
+            config.model, device=config.device, dtype=config.dtype
+        )
+
+    return load
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    loader: Loader | None = None,
+    library: SeedLibrary | None = None,
+) -> FastAPI:
+    """The FastAPI app; the model starts loading (and the worker starts) when the app starts.
+
+    Args:
+        config: how to run; the defaults serve riffusion-model-v1 on the best device.
+        loader: loads the pipeline instead of pipeline_loader(config) (tests pass their own).
+        library: the seed images on offer instead of SeedLibrary(config.seed_images_dir).
+    """
+    config = config or ServerConfig()
+    library = library or SeedLibrary(config.seed_images_dir)
+    device = str(resolve_device(config.device))
+    model = ModelHolder(config.model, device, loader or pipeline_loader(config))
+    worker = InferenceWorker(model, capacity=config.queue_capacity, quality=config.quality)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        model.start()
+        worker.start()
+        try:
+            yield
+        finally:
+            # The worker thread may be mid-generation; stopping waits for it off the event loop.
+            await run_in_threadpool(worker.stop)
+
+    app = FastAPI(
+        title="Riffusion",
+        description="Real-time music from Stable Diffusion spectrograms. See docs/api.md.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.model = model
+    app.state.worker = worker
+    app.state.library = library
+    # The original server allowed any origin; its web app may be served from elsewhere.
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["*"]
+    )
+
+    def health() -> HealthModel:
+        snapshot = model.snapshot()
+        return HealthModel(
+            status=snapshot.status,
+            model=snapshot.model,
+            device=snapshot.device,
+            stage=snapshot.stage,
+            progress=snapshot.progress,
+            elapsed_s=snapshot.elapsed_s,
+            message=snapshot.message,
+            fix=snapshot.fix,
+            queue=QueueModel(length=worker.queue_length, capacity=worker.capacity),
+        )
+
+    _add_error_handlers(app, health)
+
+    @app.get("/health", response_model=HealthModel, tags=["server"])
+    async def get_health() -> HealthModel:
+        """The model's state (loading, ready or failed, and why) and the queue."""
+        return health()
+
+    async def run_inference(body: InferenceInputModel, request: Request) -> Response:
+        """Generate one clip: the original riffusion API, InferenceInput in, InferenceOutput out."""
+        inputs = body.to_inference_input()
+        library.check_seed_id(inputs.seed_image_id)
+        if inputs.mask_image_id is not None:
+            library.check_mask_id(inputs.mask_image_id)
+        model.pipeline()  # 503 before loading images for a model that cannot run them
+        init_image, mask = await run_in_threadpool(
+            _images, library, inputs.seed_image_id, inputs.mask_image_id
+        )
+        job = worker.submit(inputs, init_image, mask)
+        rendered = await _result_unless_disconnected(worker, job, request)
+        if rendered is None:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        return JSONResponse(_output(rendered).model_dump(mode="json"))
+
+    for path in ("/run_inference/", "/run_inference"):
+        app.add_api_route(
+            path,
+            run_inference,
+            methods=["POST"],
+            response_model=InferenceOutputModel,
+            responses=_ERRORS,
+            tags=["inference"],
+            include_in_schema=path.endswith("/"),
+        )
+
+    @app.get("/api/seeds", response_model=SeedListModel, tags=["seeds"])
+    async def get_seeds() -> SeedListModel:
+        """The seed images inference can start from."""
+        return SeedListModel(
+            default=library.default_seed_id,
+            seeds=[
+                SeedModel(
+                    id=seed.id,
+                    url=f"/api/seeds/{seed.id}.png",
+                    width=seed.width,
+                    height=seed.height,
+                    duration_s=seed.duration_s,
+                    bpm=seed.bpm,
+                    description=seed.description,
+                )
+                for seed in library.seeds()
+            ],
+        )
+
+    @app.get(
+        "/api/seeds/{seed_id}.png",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorModel}},
+        tags=["seeds"],
+    )
+    async def get_seed_png(seed_id: str) -> Response:
+        """A seed image as PNG."""
+        try:
+            library.check_seed_id(seed_id)
+        except UnknownId as error:
+            raise HTTPException(404, str(error)) from None
+        png = await run_in_threadpool(library.seed_png, seed_id)
+        return Response(png, media_type="image/png")
+
+    @app.get("/api/masks", response_model=MaskListModel, tags=["seeds"])
+    async def get_masks() -> MaskListModel:
+        """The masks that can go with a seed image (white: repaint, black: keep)."""
+        return MaskListModel(
+            masks=[
+                MaskModel(id=mask.id, url=f"/api/masks/{mask.id}.png", description=mask.description)
+                for mask in library.masks()
+            ]
+        )
+
+    @app.get(
+        "/api/masks/{mask_id}.png",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorModel}},
+        tags=["seeds"],
+    )
+    async def get_mask_png(
+        mask_id: str, seed_image_id: str | None = Query(None, max_length=100)
+    ) -> Response:
+        """A mask as PNG, drawn for a seed image (the default seed when none is given)."""
+        seed_id = seed_image_id or library.default_seed_id
+        try:
+            library.check_mask_id(mask_id)
+            library.check_seed_id(seed_id)
+        except UnknownId as error:
+            raise HTTPException(404, str(error)) from None
+        png = await run_in_threadpool(library.mask_png, mask_id, seed_id)
+        return Response(png, media_type="image/png")
+
+    @app.websocket("/api/jam")
+    async def jam(websocket: WebSocket) -> None:
+        """The endless jam (see docs/api.md for its messages)."""
+        await JamSession(websocket, worker, library, health).run()
+
+    if config.static_dir.is_dir():
+        app.mount("/", StaticFiles(directory=config.static_dir, html=True), name="static")
+    else:
+
+        @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+        async def no_web_app() -> str:
+            return (
+                "<!doctype html><title>Riffusion</title><p>The web app is not installed "
+                f"({config.static_dir} is missing). The API is running: see "
+                '<a href="/docs">/docs</a>.</p>'
+            )
+
+    return app
+
+
+def _images(library: SeedLibrary, seed_id: str, mask_id: str | None):
+    init_image = library.seed_image(seed_id)
+    return init_image, (library.mask_image(mask_id, seed_id) if mask_id is not None else None)
+
+
+def _output(rendered: RenderedClip) -> InferenceOutputModel:
+    return InferenceOutputModel(
+        image=data_url("image/jpeg", rendered.jpeg),
+        audio=data_url("audio/mpeg", rendered.mp3),
+        duration_s=rendered.duration_s,
+    )
+
+
+async def _result_unless_disconnected(
+    worker: InferenceWorker, job: Job, request: Request
+) -> RenderedClip | None:
+    """The job's result, or None (and the job dropped) if the client goes away first."""
+    future = asyncio.wrap_future(job.future)
+    try:
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return future.result()
+            if await request.is_disconnected():
+                worker.cancel(job)
+                return None
+    except asyncio.CancelledError:
+        worker.cancel(job)
+        raise
+
+
+def _add_error_handlers(app: FastAPI, health) -> None:
+    """Every error answers {"message": one line, "detail": ...} with the right status."""
+
+    def error(status: int, message: str, detail=None, headers=None, **extra) -> JSONResponse:
+        body = {"message": message, "detail": message if detail is None else detail, **extra}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = exc.errors()
+        lines = []
+        for problem in problems:
+            # FastAPI prefixes the location with where it came from ("body", "query", ...).
+            location = ".".join(str(part) for part in problem["loc"][1:])
+            lines.append(f"{location}: {problem['msg']}" if location else problem["msg"])
+        detail = [
+            {key: problem[key] for key in ("loc", "msg", "type") if key in problem}
+            for problem in problems
+        ]
+        return error(422, "; ".join(lines), detail)
+
+    # Starlette's class, so that its own 404s (unknown routes, missing files) match too.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RiffusionError)
+    async def bad_input(_: Request, exc: RiffusionError) -> JSONResponse:
+        return error(400, str(exc))
+
+    @app.exception_handler(ModelNotReady)
+    async def not_ready(_: Request, exc: ModelNotReady) -> JSONResponse:
+        loading = exc.snapshot.status == "loading"
+        headers = {"Retry-After": str(LOADING_RETRY_AFTER_S)} if loading else None
+        what = "the model is still loading" if loading else "the model failed to load"
+        return error(
+            503,
+            f"{what}: {exc.snapshot.message}",
+            headers=headers,
+            model=health().model_dump(mode="json"),
+        )
+
+    @app.exception_handler(QueueFull)
+    async def busy(_: Request, exc: QueueFull) -> JSONResponse:
+        return error(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})

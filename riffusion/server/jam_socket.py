@@ -1,0 +1,303 @@
+"""The jam WebSocket (/api/jam): one JamEngine per connection, a few clips generated ahead of the
+client's playhead, each pushed as soon as it is ready. docs/api.md defines the messages.
+
+Two tasks serve a connection: one reads the client's messages and steers the engine, the other
+generates clips while the playhead is less than clips_ahead behind. Both run on the event loop,
+so the session's state needs no lock; only sending is serialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from riffusion.errors import RiffusionError
+from riffusion.jam import JamClip, JamEngine, JamSettings
+from riffusion.server.library import SeedLibrary
+from riffusion.server.model import ModelHolder, ModelNotReady
+from riffusion.server.schemas import (
+    ClientMessage,
+    ClipMessage,
+    ErrorMessage,
+    InferenceInputModel,
+    JamSettingsModel,
+    PlayedMessage,
+    PromptMessage,
+    SettingsMessage,
+    StartMessage,
+    StatusMessage,
+)
+from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip
+
+# How often (s) a session looks at the model while it is loading, to pass its progress on.
+MODEL_POLL_S = 0.5
+# The original app picked its first seed below this.
+RANDOM_SEED_LIMIT = 1_000_000
+
+_CLIENT_MESSAGE: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+
+
+def data_url(mime_type: str, data: bytes) -> str:
+    return f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def validation_message(error: ValidationError) -> str:
+    """One line naming each bad field and what is wrong with it."""
+    problems = []
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"])
+        problems.append(f"{location}: {problem['msg']}" if location else problem["msg"])
+    return "; ".join(problems)
+
+
+class JamSession:
+    """The jam of one WebSocket connection.
+
+    Args:
+        websocket: the connection (not yet accepted).
+        worker: where clips are rendered.
+        library: seed images and masks by id.
+        health: returns the /health object (the model's state and the queue).
+    """
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        worker: InferenceWorker,
+        library: SeedLibrary,
+        health: Any,
+    ) -> None:
+        self.websocket = websocket
+        self.worker = worker
+        self.model: ModelHolder = worker.model
+        self.library = library
+        self.health = health
+        self.engine: JamEngine | None = None
+        # Bumped by every "start": clips of an earlier jam still in flight are then discarded.
+        self.epoch = 0
+        self.clips_ahead = 3
+        self.played = -1
+        self.generated = 0
+        self.paused = False
+        self.last_prompt: str | None = None
+        # The clip being generated; kept until it is sent, so a refused submit retries it.
+        self.pending: JamClip | None = None
+        self.job: Job | None = None
+        self.wake = asyncio.Event()
+        self.send_lock = asyncio.Lock()
+        self.last_status: dict[str, Any] | None = None
+
+    # --- Connection ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.websocket.accept()
+        await self.send_status()
+        generator = asyncio.create_task(self._generate_forever())
+        try:
+            await self._receive_forever()
+        finally:
+            generator.cancel()
+            if self.job is not None:
+                self.worker.cancel(self.job)
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await generator
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        async with self.send_lock:
+            await self.websocket.send_json(message)
+
+    async def send_error(self, message: str) -> None:
+        await self._send(ErrorMessage(message=message).model_dump(mode="json"))
+
+    async def send_status(self) -> None:
+        """Send the status if anything but the clock and queue length changed since the last."""
+        status = self.status().model_dump(mode="json")
+        key = {**status, "model": {**status["model"], "elapsed_s": None, "queue": None}}
+        if key != self.last_status:
+            self.last_status = key
+            await self._send(status)
+
+    def status(self) -> StatusMessage:
+        ahead = self.generated - (self.played + 1)
+        return StatusMessage(
+            model=self.health(),
+            prompt=self.last_prompt,
+            queued_prompts=list(self.engine.queued_prompts) if self.engine else [],
+            played=self.played,
+            generated=self.generated,
+            ahead=ahead,
+            behind=(
+                self.engine is not None and not self.paused and self.played >= 0 and ahead <= 0
+            ),
+            paused=self.paused,
+        )
+
+    # --- The client's messages ----------------------------------------------------------------
+
+    async def _receive_forever(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                await self.send_error("messages must be JSON text frames")
+                continue
+            try:
+                await self._handle(_CLIENT_MESSAGE.validate_json(text))
+            except ValidationError as error:
+                await self.send_error(f"invalid message: {validation_message(error)}")
+                continue
+            except RiffusionError as error:
+                await self.send_error(str(error))
+                continue
+            self.wake.set()
+            await self.send_status()
+
+    async def _handle(self, message: Any) -> None:
+        if isinstance(message, StartMessage):
+            await self._start(message)
+        elif self.engine is None:
+            raise RiffusionError(f"send a start message before {message.type!r}")
+        elif isinstance(message, PromptMessage):
+            self.engine.queue_prompt(message.prompt)
+        elif isinstance(message, SettingsMessage):
+            await self._apply_settings(self.engine, message.settings)
+        elif isinstance(message, PlayedMessage):
+            if message.index >= self.generated:
+                raise RiffusionError(
+                    f"clip {message.index} has not been sent yet ({self.generated} so far)"
+                )
+            self.played = max(self.played, message.index)
+        else:
+            self.paused = message.type == "pause"
+
+    async def _start(self, message: StartMessage) -> None:
+        changes = message.settings.changes()
+        seed = changes.pop("seed", None)
+        await self._check_ids(changes)
+        settings = JamSettings(**changes)
+        if seed is None:
+            seed = secrets.randbelow(RANDOM_SEED_LIMIT)
+        engine = JamEngine(message.prompt, seed=seed, settings=settings)
+        # Everything checked: replace the jam.
+        if self.job is not None:
+            self.worker.cancel(self.job)
+        self.engine = engine
+        self.epoch += 1
+        self.clips_ahead = message.clips_ahead
+        self.played = -1
+        self.generated = 0
+        self.paused = False
+        self.last_prompt = None
+        self.pending = None
+
+    async def _apply_settings(self, engine: JamEngine, settings: JamSettingsModel) -> None:
+        changes = settings.changes()
+        seed = changes.pop("seed", None)
+        await self._check_ids(changes)
+        engine.update_settings(**changes)  # all or nothing
+        if seed is not None:
+            engine.set_seed(seed)
+
+    async def _check_ids(self, changes: dict[str, Any]) -> None:
+        """Refuse unknown ids, and load new images now, so a bad one fails here and not later."""
+        seed_id = changes.get("seed_image_id")
+        mask_id = changes.get("mask_image_id")
+        if seed_id is not None:
+            self.library.check_seed_id(seed_id)
+        if mask_id is not None:
+            self.library.check_mask_id(mask_id)
+        if seed_id is not None or mask_id is not None:
+            current = self.engine.settings if self.engine else JamSettings()
+            await run_in_threadpool(
+                self._images, seed_id or current.seed_image_id, mask_id or current.mask_image_id
+            )
+
+    def _images(self, seed_id: str, mask_id: str | None) -> tuple[Any, Any]:
+        init_image = self.library.seed_image(seed_id)
+        mask = self.library.mask_image(mask_id, seed_id) if mask_id is not None else None
+        return init_image, mask
+
+    # --- Generating ---------------------------------------------------------------------------
+
+    def _can_generate(self) -> bool:
+        if self.engine is None or self.paused:
+            return False
+        if self.model.snapshot().status != "ready":
+            return False
+        return self.generated - (self.played + 1) < self.clips_ahead
+
+    async def _wait_for_work(self) -> None:
+        while True:
+            self.wake.clear()
+            if self._can_generate():
+                return
+            # While the model loads, look again now and then to pass its progress on.
+            loading = self.model.snapshot().status == "loading"
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), MODEL_POLL_S if loading else None)
+            await self.send_status()
+
+    async def _generate_forever(self) -> None:
+        while True:
+            await self._wait_for_work()
+            assert self.engine is not None
+            epoch = self.epoch
+            if self.pending is None:
+                self.pending = self.engine.next_clip()
+            clip = self.pending
+            try:
+                rendered = await self._render(clip)
+            except RiffusionError as error:
+                if epoch == self.epoch:
+                    # The same clip would fail again: stop until the client changes something.
+                    self.paused = True
+                    await self.send_error(f"clip {clip.index} failed: {error}; jam paused")
+                    await self.send_status()
+                continue
+            if rendered is None or epoch != self.epoch:
+                continue  # refused for now, or replaced by a new jam
+            self.pending = None
+            self.generated += 1
+            self.last_prompt = clip.prompt
+            await self._send(
+                ClipMessage(
+                    index=clip.index,
+                    image=data_url("image/jpeg", rendered.jpeg),
+                    audio=data_url("audio/mpeg", rendered.mp3),
+                    duration_s=rendered.duration_s,
+                    input=InferenceInputModel.from_inference_input(clip.input),
+                    state=clip.state,
+                    prompt=clip.prompt,
+                ).model_dump(mode="json")
+            )
+            await self.send_status()
+
+    async def _render(self, clip: JamClip) -> RenderedClip | None:
+        """The clip rendered, or None when it could not be now (queue full, job dropped)."""
+        init_image, mask = await run_in_threadpool(
+            self._images, clip.input.seed_image_id, clip.input.mask_image_id
+        )
+        try:
+            self.job = self.worker.submit(clip.input, init_image, mask)
+        except QueueFull as error:
+            await asyncio.sleep(error.retry_after_s)
+            return None
+        except ModelNotReady:
+            return None
+        wrapped = asyncio.wrap_future(self.job.future)
+        # asyncio.wait, unlike await, does not raise CancelledError for a dropped job.
+        await asyncio.wait({wrapped})
+        job, self.job = self.job, None
+        # Dropped from the queue, or stopped while running (the pipeline raised Cancelled).
+        if job.future.cancelled() or job.cancel_event.is_set():
+            return None
+        return job.future.result()

@@ -1,0 +1,257 @@
+"""The server's JSON: the original riffusion API's InferenceInput / InferenceOutput, health, seed
+lists and the jam WebSocket's messages, as pydantic models with the limits docs/api.md states.
+
+Request models ignore unknown fields, as the original server did. Numbers are strict where a
+mistyped value would otherwise be silently converted: integers refuse 1.5, "1" and true; numbers
+refuse true and strings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.jam import JamState
+
+MAX_SEED = 2**32 - 1
+MAX_GUIDANCE = 30.0
+MAX_STEPS = 150
+MAX_PROMPT_CHARS = 1000
+MAX_ID_CHARS = 100
+MAX_CLIPS_AHEAD = 10
+
+Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED, description="0 to 2**32 - 1")]
+Fraction = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
+Guidance = Annotated[
+    float,
+    Field(strict=True, ge=0.0, le=MAX_GUIDANCE, description="classifier-free guidance scale"),
+]
+Steps = Annotated[
+    int,
+    Field(strict=True, ge=1, le=MAX_STEPS, description="diffusion steps of the full schedule"),
+]
+Prompt = Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)]
+ImageId = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_ID_CHARS)]
+AlphaVelocity = Annotated[
+    float, Field(strict=True, gt=0.0, le=1.0, description="alpha step per clip")
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- The original riffusion API -----------------------------------------------------------------
+
+
+class PromptInputModel(_Request):
+    """One end of the interpolation (the original's PromptInput)."""
+
+    prompt: Prompt
+    seed: Seed
+    negative_prompt: Prompt | None = None
+    denoising: Fraction = 0.75
+    guidance: Guidance = 7.0
+
+    def to_prompt_input(self) -> PromptInput:
+        return PromptInput(
+            prompt=self.prompt,
+            seed=self.seed,
+            negative_prompt=self.negative_prompt,
+            denoising=self.denoising,
+            guidance=self.guidance,
+        )
+
+    @classmethod
+    def from_prompt_input(cls, prompt: PromptInput) -> PromptInputModel:
+        return cls(
+            prompt=prompt.prompt,
+            seed=prompt.seed,
+            negative_prompt=prompt.negative_prompt,
+            denoising=prompt.denoising,
+            guidance=prompt.guidance,
+        )
+
+
+class InferenceInputModel(_Request):
+    """A generation request (the original's InferenceInput): start, end and where between."""
+
+    alpha: Fraction
+    num_inference_steps: Steps = 50
+    seed_image_id: ImageId = "og_beat"
+    mask_image_id: ImageId | None = None
+    start: PromptInputModel
+    end: PromptInputModel
+
+    def to_inference_input(self) -> InferenceInput:
+        return InferenceInput(
+            start=self.start.to_prompt_input(),
+            end=self.end.to_prompt_input(),
+            alpha=self.alpha,
+            num_inference_steps=self.num_inference_steps,
+            seed_image_id=self.seed_image_id,
+            mask_image_id=self.mask_image_id,
+        )
+
+    @classmethod
+    def from_inference_input(cls, inputs: InferenceInput) -> InferenceInputModel:
+        return cls(
+            alpha=inputs.alpha,
+            num_inference_steps=inputs.num_inference_steps,
+            seed_image_id=inputs.seed_image_id,
+            mask_image_id=inputs.mask_image_id,
+            start=PromptInputModel.from_prompt_input(inputs.start),
+            end=PromptInputModel.from_prompt_input(inputs.end),
+        )
+
+
+class InferenceOutputModel(BaseModel):
+    """A generated clip (the original's InferenceOutput)."""
+
+    image: str = Field(description="the spectrogram, data:image/jpeg;base64,...")
+    audio: str = Field(description="its sound, data:audio/mpeg;base64,... (MP3)")
+    duration_s: float = Field(description="length of the audio, seconds")
+
+
+# --- Errors, health, seeds ----------------------------------------------------------------------
+
+
+class ErrorModel(BaseModel):
+    """Any error response: `message` is one line for people; `detail` is FastAPI's."""
+
+    message: str
+    detail: Any = None
+
+
+class QueueModel(BaseModel):
+    length: int = Field(description="inference requests waiting")
+    capacity: int = Field(description="how many may wait before requests answer 429")
+
+
+class HealthModel(BaseModel):
+    """The model's state. status is loading, ready or failed."""
+
+    status: Literal["loading", "ready", "failed"]
+    model: str
+    device: str
+    stage: str | None = Field(description="what loading is doing; null when not loading")
+    progress: float | None = Field(description="fraction of loading done where known, else null")
+    elapsed_s: float = Field(description="seconds loading has taken (so far)")
+    message: str
+    fix: str | None = Field(description="when failed: what to do about it")
+    queue: QueueModel
+
+
+class SeedModel(BaseModel):
+    id: str
+    url: str
+    width: int = Field(description="pixels; 10 ms of audio per column")
+    height: int
+    duration_s: float
+    bpm: float | None = None
+    description: str | None = None
+
+
+class SeedListModel(BaseModel):
+    default: str
+    seeds: list[SeedModel]
+
+
+class MaskModel(BaseModel):
+    id: str
+    url: str
+    description: str | None = None
+
+
+class MaskListModel(BaseModel):
+    masks: list[MaskModel]
+
+
+# --- Jam WebSocket: client to server ------------------------------------------------------------
+
+
+class JamSettingsModel(_Request):
+    """A change of jam settings: any subset of the fields (an absent field is left as it is)."""
+
+    denoising: Fraction | None = None
+    guidance: Guidance | None = None
+    num_inference_steps: Steps | None = None
+    seed_image_id: ImageId | None = None
+    mask_image_id: ImageId | None = None
+    alpha_velocity: AlphaVelocity | None = None
+    seed: Seed | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent. mask_image_id may be sent as null (no mask); a null
+        elsewhere means the same as leaving the field out."""
+        return {
+            name: getattr(self, name)
+            for name in self.model_fields_set
+            if getattr(self, name) is not None or name == "mask_image_id"
+        }
+
+
+class StartMessage(_Request):
+    type: Literal["start"]
+    prompt: Prompt
+    settings: JamSettingsModel = Field(default_factory=JamSettingsModel)
+    clips_ahead: Annotated[int, Field(strict=True, ge=1, le=MAX_CLIPS_AHEAD)] = 3
+
+
+class PromptMessage(_Request):
+    type: Literal["prompt"]
+    prompt: Prompt
+
+
+class SettingsMessage(_Request):
+    type: Literal["settings"]
+    settings: JamSettingsModel
+
+
+class PlayedMessage(_Request):
+    type: Literal["played"]
+    index: Annotated[int, Field(strict=True, ge=0)]
+
+
+class PauseMessage(_Request):
+    type: Literal["pause"]
+
+
+class ResumeMessage(_Request):
+    type: Literal["resume"]
+
+
+ClientMessage = Annotated[
+    StartMessage | PromptMessage | SettingsMessage | PlayedMessage | PauseMessage | ResumeMessage,
+    Field(discriminator="type"),
+]
+
+
+# --- Jam WebSocket: server to client ------------------------------------------------------------
+
+
+class ClipMessage(InferenceOutputModel):
+    type: Literal["clip"] = "clip"
+    index: int
+    input: InferenceInputModel
+    state: JamState
+    prompt: str = Field(description="where the clip is heading: input.end.prompt")
+
+
+class StatusMessage(BaseModel):
+    type: Literal["status"] = "status"
+    model: HealthModel
+    prompt: str | None = Field(description="the prompt of the clip generated last")
+    queued_prompts: list[str]
+    played: int = Field(description="the index the playhead reported last; -1 before any")
+    generated: int = Field(description="clips pushed so far")
+    ahead: int = Field(description="clips pushed that the playhead has not reached")
+    behind: bool = Field(description="the playhead has reached the newest clip pushed")
+    paused: bool
+
+
+class ErrorMessage(BaseModel):
+    type: Literal["error"] = "error"
+    message: str

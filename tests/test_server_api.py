@@ -1,0 +1,508 @@
+"""The server's REST API on the tiny checkpoint: the original JSON in and out, validation, ids,
+model states, the queue, the seed endpoints, and `riffusion serve` as a real process."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import soundfile
+import uvicorn
+from fastapi.testclient import TestClient
+from PIL import Image
+from server_support import (
+    TINY_MASK_ID,
+    TINY_SEED_ID,
+    TINY_SEED_SIZE,
+    GatedLoader,
+    GatedPipeline,
+    config,
+    inference_json,
+    ready_loader,
+    write_seed_images,
+)
+
+from riffusion.errors import RiffusionError
+from riffusion.server.app import create_app
+from riffusion.server.schemas import MAX_PROMPT_CHARS, InferenceInputModel
+
+JPEG_PREFIX = "data:image/jpeg;base64,"
+MP3_PREFIX = "data:audio/mpeg;base64,"
+
+
+@pytest.fixture(scope="module")
+def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_seed_images(tmp_path_factory.mktemp("server") / "seeds")
+
+
+@pytest.fixture(scope="module")
+def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
+    """A server with the tiny model loaded."""
+    app = create_app(config(seed_images), loader=ready_loader(tiny_pipeline))
+    with TestClient(app) as client:
+        app.state.model.wait(30)
+        yield client
+
+
+def wait_for(condition: Any, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.02)
+
+
+def decode_data_url(url: str, prefix: str) -> bytes:
+    assert url.startswith(prefix)
+    return base64.b64decode(url[len(prefix) :], validate=True)
+
+
+# --- The original API -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/run_inference/", "/run_inference"])
+def test_original_json_in_original_json_out(client: TestClient, path: str) -> None:
+    # Unknown fields are ignored, as the original server did.
+    body = inference_json(extra_field="ignored")
+    body["start"]["unknown"] = 1
+    response = client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    output = response.json()
+    assert set(output) == {"image", "audio", "duration_s"}
+
+    image = Image.open(io.BytesIO(decode_data_url(output["image"], JPEG_PREFIX)))
+    assert image.format == "JPEG"
+    assert image.size == TINY_SEED_SIZE
+
+    mp3 = io.BytesIO(decode_data_url(output["audio"], MP3_PREFIX))
+    info = soundfile.info(mp3)
+    assert info.format == "MP3"
+    samples, sample_rate = soundfile.read(mp3)
+    expected_s = TINY_SEED_SIZE[0] * 0.01  # 10 ms per column
+    assert output["duration_s"] == pytest.approx(expected_s)
+    assert len(samples) / sample_rate == pytest.approx(expected_s, abs=0.03)
+
+
+def test_mask_and_defaults(client: TestClient) -> None:
+    body = inference_json(mask_image_id=TINY_MASK_ID)
+    for prompt in (body["start"], body["end"]):
+        del prompt["denoising"], prompt["guidance"]
+    response = client.post("/run_inference/", json=body)
+    assert response.status_code == 200, response.text
+
+
+def test_same_request_gives_same_clip(client: TestClient) -> None:
+    first = client.post("/run_inference/", json=inference_json()).json()
+    second = client.post("/run_inference/", json=inference_json()).json()
+    assert first["image"] == second["image"]
+
+
+# --- Validation -------------------------------------------------------------------------------
+
+
+def _set(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    target = body
+    *parents, last = path.split(".")
+    for name in parents:
+        target = target[name]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return body
+
+
+_DELETE = object()
+
+INVALID = [
+    ("alpha", -0.01),
+    ("alpha", 1.01),
+    ("alpha", "0.5"),
+    ("alpha", float("nan")),
+    ("alpha", _DELETE),
+    ("start.denoising", 1.5),
+    ("end.denoising", -0.1),
+    ("start.guidance", 30.5),
+    ("end.guidance", -1),
+    ("end.guidance", float("inf")),
+    ("num_inference_steps", 0),
+    ("num_inference_steps", 151),
+    ("num_inference_steps", 2.5),
+    ("start.seed", -1),
+    ("end.seed", 2**32),
+    ("start.seed", "5"),
+    ("start.seed", 1.5),
+    ("start.seed", True),
+    ("start.seed", _DELETE),
+    ("start.prompt", "x" * (MAX_PROMPT_CHARS + 1)),
+    ("start.prompt", 12),
+    ("end.prompt", _DELETE),
+    ("start.negative_prompt", "x" * (MAX_PROMPT_CHARS + 1)),
+    ("start", _DELETE),
+    ("end", "jazz"),
+    ("seed_image_id", ""),
+    ("seed_image_id", "x" * 101),
+    ("mask_image_id", 3),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), INVALID, ids=[f"{f}={v!r:.20}" for f, v in INVALID])
+def test_invalid_input_answers_422_naming_the_field(
+    client: TestClient, field: str, value: Any
+) -> None:
+    # Python's json writes NaN and Infinity, as some clients do; httpx's json= would refuse them.
+    body = json.dumps(_set(inference_json(), field, value))
+    response = client.post(
+        "/run_inference/", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    body = response.json()
+    assert field in body["message"], body["message"]
+    assert any(problem["loc"][1:] == field.split(".") for problem in body["detail"])
+
+
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"[]", b"null", b'{"alpha": 0.5'], ids=["text", "list", "null", "cut"]
+)
+def test_bodies_that_are_not_an_object_answer_422(client: TestClient, raw: bytes) -> None:
+    response = client.post(
+        "/run_inference/", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("alpha", 0),
+        ("alpha", 1),
+        ("start.denoising", 0),
+        ("end.denoising", 1.0),
+        ("start.guidance", 30),
+        ("end.guidance", 0),
+        ("num_inference_steps", 1),
+        ("num_inference_steps", 150),
+        ("start.seed", 0),
+        ("end.seed", 2**32 - 1),
+        ("start.prompt", "x" * MAX_PROMPT_CHARS),
+        ("start.prompt", ""),
+    ],
+)
+def test_limits_are_inclusive(field: str, value: Any) -> None:
+    model = InferenceInputModel.model_validate(_set(inference_json(), field, value))
+    model.to_inference_input()
+
+
+def test_unknown_seed_and_mask_answer_400_listing_valid_ids(client: TestClient) -> None:
+    response = client.post("/run_inference/", json=inference_json(seed_image_id="nope"))
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "unknown seed image 'nope'" in message
+    assert "og_beat" in message and TINY_SEED_ID in message
+
+    response = client.post("/run_inference/", json=inference_json(mask_image_id="nope"))
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "unknown mask 'nope'" in message
+    assert "keep-bottom" in message and TINY_MASK_ID in message
+
+
+TRAVERSALS = [
+    "../outside",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "..",
+    "./tiny_seed",
+    "tiny_seed/../tiny_seed",
+    "..\\outside",
+    "%2e%2e%2foutside",
+    "tiny_seed.png",
+    "escape",
+]
+
+
+@pytest.fixture(scope="module")
+def traversal_client(tmp_path_factory: pytest.TempPathFactory, tiny_pipeline: Any):
+    """A server whose seed folder has a PNG beside it and a symlink leading to it."""
+    root = tmp_path_factory.mktemp("traversal")
+    seeds = write_seed_images(root / "seeds")
+    Image.new("RGB", TINY_SEED_SIZE).save(root / "outside.png")
+    (seeds / "escape.png").symlink_to(root / "outside.png")
+    app = create_app(config(seeds), loader=ready_loader(tiny_pipeline))
+    with TestClient(app) as client:
+        app.state.model.wait(30)
+        yield client
+
+
+@pytest.mark.parametrize("seed_id", TRAVERSALS)
+def test_traversal_ids_are_refused(traversal_client: TestClient, seed_id: str) -> None:
+    for field in ("seed_image_id", "mask_image_id"):
+        response = traversal_client.post("/run_inference/", json=inference_json(**{field: seed_id}))
+        assert response.status_code == 400, (field, response.text)
+        assert "valid ids" in response.json()["message"]
+    # Quoted, so that the client sends the id as it is instead of resolving its dot segments.
+    assert traversal_client.get(f"/api/seeds/{quote(seed_id, safe='')}.png").status_code == 404
+    assert traversal_client.get(f"/api/masks/{quote(seed_id, safe='')}.png").status_code == 404
+    listed = [seed["id"] for seed in traversal_client.get("/api/seeds").json()["seeds"]]
+    assert seed_id not in listed
+
+
+def test_encoded_traversal_in_image_urls_is_refused(traversal_client: TestClient) -> None:
+    for url in (
+        "/api/seeds/..%2Foutside.png",
+        "/api/seeds/%2E%2E%2F%2E%2E%2Foutside.png",
+        "/api/masks/..%2Foutside.png",
+        "/api/masks/keep-bottom.png?seed_image_id=../outside",
+    ):
+        response = traversal_client.get(url)
+        assert response.status_code == 404, url
+        assert response.headers["content-type"].startswith("application/json")
+
+
+# --- Seeds, masks, docs, web app --------------------------------------------------------------
+
+
+def test_seed_list_and_images(client: TestClient) -> None:
+    listing = client.get("/api/seeds").json()
+    assert listing["default"] == "og_beat"
+    seeds = {seed["id"]: seed for seed in listing["seeds"]}
+    assert {"og_beat", TINY_SEED_ID} <= set(seeds)
+    assert TINY_MASK_ID not in seeds
+    tiny = seeds[TINY_SEED_ID]
+    assert (tiny["width"], tiny["height"], tiny["duration_s"]) == (64, 512, 0.64)
+    assert tiny["url"] == f"/api/seeds/{TINY_SEED_ID}.png"
+    assert seeds["og_beat"]["bpm"] > 0 and seeds["og_beat"]["description"]
+
+    response = client.get(tiny["url"])
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == TINY_SEED_SIZE
+
+    response = client.get("/api/seeds/nope.png")
+    assert response.status_code == 404
+    assert "valid ids" in response.json()["message"]
+
+
+def test_mask_list_and_images(client: TestClient) -> None:
+    masks = {mask["id"]: mask for mask in client.get("/api/masks").json()["masks"]}
+    assert {"keep-bottom", TINY_MASK_ID} <= set(masks)
+    response = client.get(f"/api/masks/keep-bottom.png?seed_image_id={TINY_SEED_ID}")
+    assert response.status_code == 200
+    assert Image.open(io.BytesIO(response.content)).size == TINY_SEED_SIZE
+    response = client.get(masks[TINY_MASK_ID]["url"] + f"?seed_image_id={TINY_SEED_ID}")
+    assert response.status_code == 200
+    assert client.get("/api/masks/nope.png").status_code == 404
+    assert client.get("/api/masks/keep-bottom.png?seed_image_id=nope").status_code == 404
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {"/run_inference/", "/health", "/api/seeds", "/api/masks"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_web_app_is_served_at_root(seed_images: Path, tmp_path: Path, tiny_pipeline: Any) -> None:
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "index.html").write_text("<!doctype html><title>jam</title>")
+    app = create_app(config(seed_images, static_dir=static), loader=ready_loader(tiny_pipeline))
+    with TestClient(app) as client:
+        assert client.get("/").text == "<!doctype html><title>jam</title>"
+        assert client.get("/health").status_code == 200
+
+    app = create_app(
+        config(seed_images, static_dir=tmp_path / "missing"), loader=ready_loader(tiny_pipeline)
+    )
+    with TestClient(app) as client:
+        response = client.get("/")
+        assert response.status_code == 200 and "/docs" in response.text
+
+
+# --- Model states -----------------------------------------------------------------------------
+
+
+def test_loading_answers_503_until_ready(seed_images: Path, tiny_pipeline: Any) -> None:
+    loader = GatedLoader(tiny_pipeline)
+    app = create_app(config(seed_images), loader=loader)
+    with TestClient(app) as client:
+        wait_for(lambda: client.get("/health").json()["stage"] == "downloading")
+        health = client.get("/health").json()
+        assert health["status"] == "loading"
+        assert health["progress"] == 0.5
+        assert health["model"] == "tiny" and health["device"] == "cpu"
+
+        response = client.post("/run_inference/", json=inference_json())
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert "still loading" in response.json()["message"]
+        assert response.json()["model"]["status"] == "loading"
+        # What needs no model works meanwhile; bad requests are still told what is wrong.
+        assert client.get("/api/seeds").status_code == 200
+        assert client.post("/run_inference/", json=inference_json(alpha=2)).status_code == 422
+
+        loader.release()
+        app.state.model.wait(30)
+        health = client.get("/health").json()
+        assert health["status"] == "ready" and health["stage"] is None
+        assert client.post("/run_inference/", json=inference_json()).status_code == 200
+
+
+def test_failed_load_keeps_the_server_up_and_says_why(seed_images: Path) -> None:
+    def broken(progress: Any) -> Any:
+        raise RiffusionError("riffusion/riffusion-model-v1 is not in the Hugging Face cache")
+
+    app = create_app(config(seed_images), loader=broken)
+    with TestClient(app) as client:
+        app.state.model.wait(30)
+        health = client.get("/health")
+        assert health.status_code == 200
+        body = health.json()
+        assert body["status"] == "failed"
+        assert "not in the Hugging Face cache" in body["message"]
+        assert "--model" in body["fix"]
+
+        response = client.post("/run_inference/", json=inference_json())
+        assert response.status_code == 503
+        assert "retry-after" not in response.headers
+        assert "failed to load" in response.json()["message"]
+        assert client.get("/api/seeds").status_code == 200
+        assert client.get(f"/api/seeds/{TINY_SEED_ID}.png").status_code == 200
+
+
+def test_unexpected_loader_errors_are_reported_too(seed_images: Path) -> None:
+    def broken(progress: Any) -> Any:
+        raise OSError("disk on fire")
+
+    app = create_app(config(seed_images), loader=broken)
+    with TestClient(app) as client:
+        app.state.model.wait(30)
+        assert "OSError: disk on fire" in client.get("/health").json()["message"]
+
+
+# --- The queue --------------------------------------------------------------------------------
+
+
+def test_full_queue_answers_429_with_retry_after(seed_images: Path, tiny_pipeline: Any) -> None:
+    gated = GatedPipeline(tiny_pipeline)
+    app = create_app(config(seed_images, queue_capacity=1), loader=ready_loader(gated))
+    worker = app.state.worker
+    with TestClient(app) as client:
+        app.state.model.wait(30)
+        statuses: list[int] = []
+
+        def post() -> None:
+            statuses.append(client.post("/run_inference/", json=inference_json()).status_code)
+
+        running = threading.Thread(target=post)
+        running.start()
+        assert gated.entered.wait(30)
+        waiting = threading.Thread(target=post)
+        waiting.start()
+        wait_for(lambda: worker.queue_length == 1)
+
+        response = client.post("/run_inference/", json=inference_json())
+        assert response.status_code == 429
+        assert int(response.headers["retry-after"]) >= 1
+        assert "busy" in response.json()["message"]
+        assert client.get("/health").json()["queue"] == {"length": 1, "capacity": 1}
+
+        gated.open()
+        running.join(60)
+        waiting.join(60)
+        assert statuses == [200, 200]
+
+
+@contextlib.contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """app served by uvicorn on a free port in this process; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_client_that_goes_away_has_its_queued_work_dropped(
+    seed_images: Path, tiny_pipeline: Any
+) -> None:
+    gated = GatedPipeline(tiny_pipeline)
+    app = create_app(config(seed_images), loader=ready_loader(gated))
+    worker = app.state.worker
+    with live_server(app) as url:
+        app.state.model.wait(30)
+        first = threading.Thread(
+            target=lambda: httpx.post(f"{url}/run_inference/", json=inference_json(), timeout=60)
+        )
+        first.start()
+        assert gated.entered.wait(30)
+        # This one queues behind the first; its client gives up and closes the connection.
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/run_inference/", json=inference_json(), timeout=1.0)
+        wait_for(lambda: worker.dropped == 1, timeout_s=10)
+        assert worker.queue_length == 0
+        gated.open()
+        first.join(60)
+        assert worker.completed == 1
+
+
+# --- `riffusion serve` as a process -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_riffusion_serve_over_real_http(seed_images: Path, tiny_checkpoint: Path) -> None:
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "riffusion.cli", "serve", "--port", str(port)),
+        *("--model", str(tiny_checkpoint), "--device", "cpu", "--dtype", "float32"),
+        *("--seed-images", str(seed_images)),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        status = None
+        while status != "ready":
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, f"server not ready; last status {status}"
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
+                status = httpx.get(f"{url}/health", timeout=5).json()["status"]
+            assert status != "failed", httpx.get(f"{url}/health").json()
+            time.sleep(0.2)
+        response = httpx.post(f"{url}/run_inference/", json=inference_json(), timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.json()["duration_s"] == pytest.approx(0.64)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
