@@ -420,3 +420,14 @@ def test_scheduler_limits_are_one_line_errors(pipe) -> None:
     # LCM cannot take more steps than the schedule it was distilled on (50 by default).
     with pytest.raises(RiffusionError, match="LCMScheduler"):
         pipe.txt2img(START, width=SIZE, height=SIZE, num_inference_steps=60, scheduler="LCM")
+
+
+def test_half_precision_models_keep_float32_latents(tiny_checkpoint) -> None:
+    """bfloat16 weights (the CPU default where it is native): latents and noise stay float32."""
+    pipe = RiffusionPipeline.load_checkpoint(tiny_checkpoint, device="cpu", dtype="bfloat16")
+    assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+    prompt = PromptInput("jazz", seed=3)
+    latents = pipe.txt2img(prompt, width=64, height=64, num_inference_steps=2, output_type="latent")
+    assert latents.dtype == torch.float32 and torch.isfinite(latents).all()
+    image = pipe.txt2img(prompt, width=64, height=64, num_inference_steps=2)
+    assert image.size == (64, 64)
