@@ -14,6 +14,7 @@ from riffusion.cli.audio_commands import (
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
 from riffusion.cli.generate import generate
+from riffusion.cli.seed_commands import seed_image, seeds
 from riffusion.cli.serve import serve
 from riffusion.errors import RiffusionError
 
@@ -41,4 +42,6 @@ cli.add_command(sample_clips_command)
 cli.add_command(audio_to_images_batch)
 cli.add_command(sample_clips_batch)
 cli.add_command(generate)
+cli.add_command(seed_image)
+cli.add_command(seeds)
 cli.add_command(serve)
