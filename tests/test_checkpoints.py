@@ -6,10 +6,12 @@ All offline (conftest sets HF_HUB_OFFLINE), on the tiny random-weight checkpoint
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
 from riffusion.diffusion import checkpoints
 from riffusion.diffusion.checkpoints import load_stable_diffusion, resolve_dtype
@@ -189,3 +191,35 @@ def test_unavailable_device(tiny_checkpoint: Path) -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(RiffusionError, match="CUDA is not available"):
         load_stable_diffusion(tiny_checkpoint, device="cuda")
+
+
+def chained(error: BaseException, cause: BaseException) -> BaseException:
+    error.__cause__ = cause
+    return error
+
+
+def hub_http_error(cls: type[Exception]) -> Exception:
+    """An instance of one of huggingface_hub's HTTP errors, without a real HTTP response."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, "HTTP error")
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (chained(OSError("not cached"), socket.gaierror(-2, "Name unknown")), "cannot be reached"),
+        (chained(OSError("not cached"), TimeoutError()), "cannot be reached"),
+        (
+            hub_http_error(RepositoryNotFoundError),
+            "there is no model 'a/b' on the Hugging Face Hub",
+        ),
+        (hub_http_error(RevisionNotFoundError), "has no revision 'v9'"),
+        (hub_http_error(GatedRepoError), "is gated"),
+        (ValueError("odd failure"), "ValueError: odd failure"),
+    ],
+)
+def test_hub_failures_are_explained(error: BaseException, message: str) -> None:
+    explained = str(checkpoints._hub_error("a/b", "v9", error))
+    assert message in explained
+    assert "--model" in explained and "\n" not in explained

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -229,6 +230,8 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Riffusio
     def caused_by(*types: type[BaseException]) -> bool:
         return any(isinstance(cause, types) for cause in causes)
 
+    unreachable = any(_is_network_error(cause) for cause in causes)
+
     url = f"https://huggingface.co/{repo_id}"
     local_copy = (
         "or point --model at a local copy of the model: a diffusers folder or a .ckpt / "
@@ -240,33 +243,30 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Riffusio
         reason = f"{url} has no revision {revision!r}"
     elif caused_by(RepositoryNotFoundError):
         reason = f"there is no model {repo_id!r} on the Hugging Face Hub (or it is private)"
-    elif caused_by(OfflineModeIsEnabled, LocalEntryNotFoundError, *_network_errors()):
+    elif unreachable or caused_by(OfflineModeIsEnabled, LocalEntryNotFoundError):
         reason = (
             f"it is not in the Hugging Face cache and the Hub cannot be reached. The weights come "
-            f"from {url} and are downloaded once into the cache; download them where there is "
-            f"network (`hf download {repo_id}`) and copy the cache here"
+            f"from {url} and are downloaded once into the cache; where there is network, "
+            f'`hf download {repo_id} --exclude "*.ckpt" --local-dir DIR` fetches a copy to bring '
+            "here as --model DIR"
         )
     else:
         reason = f"{type(error).__name__}: {_first_line(error)}"
     return RiffusionError(f"could not get the model {repo_id!r}: {reason}, {local_copy}")
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean the Hub could not be reached (the HTTP clients vary)."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:  # huggingface_hub's client
-        import httpx
+# Class names the HTTP stacks under huggingface_hub and diffusers (httpx or its renamed copies,
+# httpcore, requests, urllib3) give to "could not reach the server".
+_NETWORK_ERROR_NAMES = frozenset(
+    {"ConnectError", "ConnectionError", "NetworkError", "TransportError", "TimeoutException"}
+)
 
-        errors.append(httpx.TransportError)
-    except ImportError:
-        pass
-    try:  # diffusers' client for a few calls
-        import requests
 
-        errors.append(requests.ConnectionError)
-    except ImportError:
-        pass
-    return tuple(errors)
+def _is_network_error(error: BaseException) -> bool:
+    """Whether error means the server could not be reached (no network, DNS, timeouts)."""
+    if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    return any(cls.__name__ in _NETWORK_ERROR_NAMES for cls in type(error).__mro__)
 
 
 def _load(
