@@ -140,7 +140,7 @@ def load_stable_diffusion(
                 **common,
             ),
             hint=f" (single-file checkpoints take their configs and tokenizer from {config}; "
-            "pass a local diffusers folder of the same model as the config)",
+            "point --model-config at a local diffusers folder of the same architecture)",
         )
     elif path.is_dir():
         if not (path / "model_index.json").is_file():
