@@ -20,7 +20,7 @@ from riffusion.cli.common import (
     quality_option,
     refuse_to_overwrite,
 )
-from riffusion.devices import AUTO
+from riffusion.devices import resolve_device
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
 from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, MAX_SEED, PromptInput
 from riffusion.diffusion.schedulers import SCHEDULERS, scheduler_name
@@ -169,6 +169,7 @@ def generate(
         raise RiffusionError(f"--steps must be between 1 and {MAX_INFERENCE_STEPS}, got {steps}")
     if scheduler is not None:
         scheduler = scheduler_name(scheduler)
+    torch_device = resolve_device(device)
     if seed is None:
         seed = secrets.randbelow(2**32)
     elif not 0 <= seed <= MAX_SEED:
@@ -200,7 +201,7 @@ def generate(
     click.echo(f"Loading {model} ...", err=True)
     pipe = RiffusionPipeline.load_checkpoint(
         model,
-        device=None if device == AUTO else device,
+        device=torch_device,
         dtype=dtype,
         revision=revision,
         cache_dir=cache_dir,
