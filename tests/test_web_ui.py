@@ -1,0 +1,453 @@
+"""Browser tests of the web app: Debian's Chromium driven by Playwright against a real
+`riffusion serve` on a free port with the tiny random-weight checkpoint.
+
+They skip (with the reason) where Playwright or /usr/bin/chromium is missing; .ci/run installs
+both. The Playwright browser download is not used: Chromium comes from the system.
+
+Clips from the tiny model are noise, but they travel the whole way: WebSocket, MP3 decoding, Web
+Audio scheduling, WebGL. A seed image 256 columns wide (2.56 s) keeps phase reconstruction, the
+slow part on a CPU, short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    pytest.skip(
+        f"{CHROMIUM} not found (Debian: apt-get install -y chromium)", allow_module_level=True
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
+
+# Headless Chromium without a GPU: ANGLE on SwiftShader gives it WebGL2 in software.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-gl=angle",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    # The app starts audio from a click or key press, as browsers require; the tests also call
+    # play() on <audio> elements directly.
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+SEED_ID = "browser_seed"
+OTHER_SEED_ID = "browser_seed_two"
+SEED_WIDTH = 256  # 2.56 s clips
+# Generation on a shared CPU is slow: a clip can take a minute when other work competes.
+CLIP_TIMEOUT_MS = 300_000
+SERVER_START_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def write_seed_images(folder: Path) -> Path:
+    """Two noise spectrogram seeds, SEED_WIDTH columns of 512 mel rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in (SEED_ID, OTHER_SEED_ID):
+        pixels = rng.integers(60, 256, size=(512, SEED_WIDTH), dtype=np.uint8)
+        Image.fromarray(pixels, mode="L").convert("RGB").save(folder / f"{name}.png")
+    return folder
+
+
+class Server:
+    """`riffusion serve` in a subprocess, its output in a log file."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = log
+        command = [sys.executable, "-m", "riffusion.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), *args]
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ}
+            )
+
+    def wait_for(self, status: str) -> dict[str, Any]:
+        """Wait until /health reports `status` (the page itself answers long before)."""
+        deadline = time.monotonic() + SERVER_START_S
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"riffusion serve exited:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, ValueError):
+                health = get_json(self.url + "health")
+                if health.get("status") == status:
+                    return health
+            time.sleep(0.5)
+        pytest.fail(f"/health never said {status!r} (last: {health}):\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("web")
+    seeds = write_seed_images(folder / "seeds")
+    process = Server(["--model", str(tiny_checkpoint), "--seed-images", str(seeds)], folder / "log")
+    try:
+        process.wait_for("ready")
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Tab:
+    """A page, with the JavaScript errors it raised and the WebSocket messages it sent."""
+
+    def __init__(self, browser, **context_options: Any) -> None:
+        self.context = browser.new_context(**context_options)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.idle_canvas: np.ndarray | None = None
+        self.sent: list[dict[str, Any]] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("websocket", self._watch)
+
+    def _watch(self, socket) -> None:
+        def sent(payload: str | bytes) -> None:
+            with contextlib.suppress(ValueError, TypeError):
+                self.sent.append(json.loads(payload))
+
+        socket.on("framesent", sent)
+
+    def sent_of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [message for message in self.sent if message.get("type") == kind]
+
+    def wait_sent(self, kind: str, count: int = 1, timeout_s: float = 15) -> list[dict[str, Any]]:
+        """The messages of a type sent so far, once there are `count` (they go out once the
+        socket is open, a moment after the click or key press that caused them)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.sent_of_type(kind)) < count and time.monotonic() < deadline:
+            self.page.wait_for_timeout(50)
+        found = self.sent_of_type(kind)
+        assert len(found) >= count, f"expected {count} {kind!r} messages, sent: {self.sent}"
+        return found
+
+    def value(self, script: str) -> Any:
+        return self.page.evaluate(script)
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.errors, f"JavaScript errors on the page: {self.errors}"
+
+
+@pytest.fixture
+def tab(browser):
+    opened = Tab(browser, viewport={"width": 1280, "height": 800})
+    yield opened
+    opened.close()
+
+
+# Set RIFFUSION_UI_SHOTS to a folder to keep the screenshots the tests look at.
+SHOTS = os.environ.get("RIFFUSION_UI_SHOTS")
+
+
+def canvas_pixels(page, selector: str = "#timeline", name: str | None = None) -> np.ndarray:
+    """What the canvas shows on screen, as an RGB array (via a screenshot: WebGL's buffer is
+    cleared after compositing, so reading it back from script would see nothing)."""
+    png = page.locator(selector).screenshot()
+    if SHOTS and name:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        (Path(SHOTS) / f"{name}.png").write_bytes(png)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}-page.png"), full_page=True)
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+# ---------------------------------------------------------------- the jam, one session
+
+
+@pytest.fixture(scope="module")
+def jam(server, browser):
+    """One jam on the tiny seed at one diffusion step, shared by the jam tests (in order)."""
+    opened = Tab(browser, viewport={"width": 1280, "height": 800})
+    page = opened.page
+    page.goto(f"{server.url}?numInferenceSteps=1&seedImageId={SEED_ID}&denoising=0.75")
+    page.wait_for_function("window.riffusion && riffusion.jam")
+    page.wait_for_timeout(500)  # a few frames of the empty timeline
+    opened.idle_canvas = canvas_pixels(page, name="timeline-idle")
+    page.fill("#prompt-input", "church bells on sunday")
+    page.press("#prompt-input", "Enter")
+    yield opened
+    opened.close()
+
+
+def test_typing_a_prompt_makes_clips_arrive_and_audio_time_advance(jam):
+    page = jam.page
+    start = jam.wait_sent("start")
+    assert start[0]["prompt"] == "church bells on sunday"
+    assert start[0]["settings"]["num_inference_steps"] == 1
+    assert start[0]["settings"]["seed_image_id"] == SEED_ID
+
+    page.wait_for_function("riffusion.jam.received.length >= 1", timeout=CLIP_TIMEOUT_MS)
+    page.wait_for_function("riffusion.jam.current !== null", timeout=30_000)
+    first = jam.value("riffusion.jam.scheduler.position")
+    # The clip is 2.56 s long: the audio clock moves through it.
+    page.wait_for_function(
+        f"riffusion.jam.scheduler.position > {first} + 0.8", timeout=10_000, polling=100
+    )
+    assert jam.value("riffusion.jam.scheduler.context.state") == "running"
+    # The playhead told the server what it reached, and the page says what is playing.
+    assert {"type": "played", "index": 0} in jam.sent
+    assert "church bells on sunday" in page.inner_text("#now-prompt")
+    clip = jam.value("riffusion.jam.received[0]")
+    assert clip["state"] == "SAME_PROMPT"
+    assert clip["input"]["seed_image_id"] == SEED_ID
+    assert clip["duration_s"] == pytest.approx(SEED_WIDTH / 100, abs=0.02)
+    # The audio decoded to the clip's length.
+    duration = jam.value("riffusion.jam.current.buffer.duration")
+    assert duration == pytest.approx(SEED_WIDTH / 100, abs=0.1)
+
+
+def test_timeline_draws_the_spectrogram_in_3d(jam):
+    page = jam.page
+    assert jam.value("riffusion.jam.timeline.mode") == "webgl2", "WebGL2 is not available"
+    # Pause while a clip passes the playhead, so that the picture holds still for the
+    # screenshot (on a busy CPU taking one can outlast a short clip).
+    page.wait_for_function(
+        """() => {
+            const jam = riffusion.jam;
+            if (!jam.scheduler.current || jam.phase !== "playing") return false;
+            jam.togglePlay();  // what the pause button does
+            return true;
+        }""",
+        timeout=CLIP_TIMEOUT_MS,
+        polling=20,
+    )
+    page.wait_for_function("riffusion.jam.scheduler.context.state === 'suspended'")
+    pixels = canvas_pixels(page, name="timeline-playing")
+    page.click("#play-button")  # resume
+    page.wait_for_function("riffusion.jam.scheduler.context.state === 'running'")
+    idle = jam.idle_canvas
+    assert pixels.shape == idle.shape
+    # Not blank: a terrain of many colours, clearly unlike the empty floor drawn before.
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    assert colours > 500, f"only {colours} distinct colours: the canvas looks blank"
+    changed = np.abs(pixels - idle).sum(axis=2) > 60
+    assert changed.mean() > 0.03, f"only {changed.mean():.1%} of the canvas changed"
+    # The terrain rises above the floor: bright (loud) pixels exist, as the palette draws them.
+    assert (pixels.max(axis=2) > 150).mean() > 0.01
+
+
+def test_settings_change_shows_up_in_the_next_request(jam):
+    page = jam.page
+    before = len(jam.value("riffusion.jam.received"))
+    page.fill("#denoising", "0.4")
+    page.fill("#guidance", "9.5")
+    # Only what changed goes out, at once.
+    settings = [m["settings"] for m in jam.wait_sent("settings", count=2)]
+    assert {"denoising": 0.4} in settings
+    assert {"guidance": 9.5} in settings
+    assert all("seed" not in s for s in settings), "a settings change must not reset the seed"
+    # The clip in flight keeps its settings; a later one carries the new values.
+    page.wait_for_function(
+        f"riffusion.jam.received.slice({before}).some(c => c.input.start.denoising === 0.4 "
+        "&& c.input.end.guidance === 9.5)",
+        timeout=CLIP_TIMEOUT_MS,
+    )
+    # ... and so does the share link.
+    query = parse_qs(urlsplit(page.input_value("#share-url")).query)
+    assert query["denoising"] == ["0.4"]
+    assert query["guidance"] == ["9.5"]
+
+
+def test_space_pauses_and_resumes(jam):
+    page = jam.page
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("Space")
+    page.wait_for_function("riffusion.jam.scheduler.context.state === 'suspended'")
+    assert jam.value("riffusion.jam.phase") == "paused"
+    assert page.get_attribute("#play-button", "aria-label") == "Resume"
+    jam.wait_sent("pause")
+    position = jam.value("riffusion.jam.scheduler.position")
+    page.wait_for_timeout(600)
+    assert jam.value("riffusion.jam.scheduler.position") == pytest.approx(position, abs=0.01)
+    page.keyboard.press("Space")
+    page.wait_for_function("riffusion.jam.scheduler.context.state === 'running'")
+    jam.wait_sent("resume")
+    assert page.get_attribute("#play-button", "aria-label") == "Pause"
+
+
+# ---------------------------------------------------------------- share links
+
+
+def test_share_url_restores_prompt_and_settings(server, browser):
+    query = (
+        f"?prompt=lo-fi%20beat%20for%20the%20holidays&denoising=0.85&seedImageId={OTHER_SEED_ID}"
+        "&guidance=9&numInferenceSteps=3&alphaVelocity=0.5&seed=4242"
+    )
+    first = Tab(browser, viewport={"width": 1280, "height": 800})
+    try:
+        page = first.page
+        page.goto(server.url + query)
+        page.wait_for_function(
+            f"document.querySelector('#seed-image option[value=\"{OTHER_SEED_ID}\"]')"
+        )
+        assert page.input_value("#prompt-input") == "lo-fi beat for the holidays"
+        assert page.input_value("#denoising") == "0.85"
+        assert page.input_value("#guidance") == "9"
+        assert page.input_value("#steps") == "3"
+        assert page.input_value("#alpha-velocity") == "0.5"
+        assert page.input_value("#seed") == "4242"
+        assert page.input_value("#seed-image") == OTHER_SEED_ID
+        link = page.input_value("#share-url")
+    finally:
+        first.close()
+
+    # The link the share panel offers brings back the same state in a fresh page ...
+    second = Tab(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = second.page
+        page.goto(link)
+        page.wait_for_function(
+            f"document.querySelector('#seed-image option[value=\"{OTHER_SEED_ID}\"]')"
+        )
+        assert page.input_value("#prompt-input") == "lo-fi beat for the holidays"
+        assert page.input_value("#seed-image") == OTHER_SEED_ID
+        assert page.input_value("#denoising") == "0.85"
+        # ... and the jam it starts asks for exactly that.
+        page.click("#play-button")
+        start = second.wait_sent("start")[0]
+        assert start["prompt"] == "lo-fi beat for the holidays"
+        assert start["settings"] == {
+            "denoising": 0.85,
+            "guidance": 9,
+            "num_inference_steps": 3,
+            "seed_image_id": OTHER_SEED_ID,
+            "mask_image_id": None,
+            "alpha_velocity": 0.5,
+            "seed": 4242,
+        }
+    finally:
+        second.close()
+
+
+# ---------------------------------------------------------------- studio
+
+
+def test_drawing_on_the_studio_canvas_yields_playable_audio(server, tab):
+    paths = get_json(server.url + "openapi.json")["paths"]
+    if "/api/image_to_audio" not in paths:
+        pytest.skip("the server has no POST /api/image_to_audio (docs/api.md) yet")
+    page = tab.page
+    page.goto(server.url + "#studio")
+    page.click("#tab-image")
+    page.click("#draw-clear")
+    box = page.locator("#draw-canvas").bounding_box()
+    assert box is not None
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + x * box["width"], box["y"] + y * box["height"]
+
+    # A held low note, a higher one, and a few strokes down through the spectrum.
+    for y in (0.85, 0.6):
+        page.mouse.move(*at(0.05, y))
+        page.mouse.down()
+        for step in range(1, 11):
+            page.mouse.move(*at(0.05 + 0.09 * step, y), steps=2)
+        page.mouse.up()
+    for x in (0.2, 0.5, 0.8):
+        page.mouse.move(*at(x, 0.5))
+        page.mouse.down()
+        page.mouse.move(*at(x + 0.02, 0.95), steps=5)
+        page.mouse.up()
+    drawn = canvas_pixels(page, "#draw-canvas", name="studio-drawn")
+    assert (drawn.max(axis=2) < 128).mean() > 0.01, "the strokes left no dark pixels"
+
+    with page.expect_request("**/api/image_to_audio") as request:
+        page.click("#image-submit")
+    body = json.loads(request.value.post_data)
+    assert body["image"].startswith("data:image/png;base64,")
+
+    player = page.locator("#tool-image .results audio").first
+    player.wait_for(timeout=CLIP_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelector('#tool-image .results audio').duration > 4", timeout=20_000
+    )
+    # It plays: the element's clock moves.
+    page.evaluate("document.querySelector('#tool-image .results audio').play()")
+    page.wait_for_function(
+        "document.querySelector('#tool-image .results audio').currentTime > 0.3",
+        timeout=10_000,
+    )
+
+
+# ---------------------------------------------------------------- model state
+
+
+def test_model_that_cannot_load_is_explained_on_the_page(browser, tmp_path):
+    missing = tmp_path / "no-such-model"
+    process = Server(["--model", str(missing)], tmp_path / "log")
+    opened = Tab(browser, viewport={"width": 1280, "height": 800})
+    try:
+        health = process.wait_for("failed")
+        page = opened.page
+        page.goto(process.url)
+        banner = page.locator("#model-banner")
+        banner.wait_for(state="visible")
+        assert "could not be loaded" in banner.inner_text()
+        assert health["message"] in banner.inner_text()
+        if health.get("fix"):
+            assert health["fix"] in banner.inner_text()
+        assert page.get_attribute("#model-pill", "data-state") == "failed"
+        # Pressing play explains instead of starting a jam that cannot play.
+        page.fill("#prompt-input", "jazz")
+        page.press("#prompt-input", "Enter")
+        page.locator("#toast").wait_for(state="visible")
+        assert jam_phase(page) == "idle"
+    finally:
+        opened.close()
+        process.stop()
+
+
+def jam_phase(page) -> str:
+    return page.evaluate("riffusion.jam.phase")
