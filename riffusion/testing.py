@@ -1,5 +1,10 @@
 """Test fixtures that need no network: a real CLIP tokenizer and tiny random-weight checkpoints.
 
+- write_clip_tokenizer(folder): CLIP's BPE tokenizer in Hugging Face format.
+- make_tiny_checkpoint(path, seed): a small model in riffusion-model-v1's diffusers layout.
+- write_single_file_checkpoint(folder, path): the same weights as one original-layout file.
+- make_tiny_lora(path, checkpoint): random LoRA weights for a tiny checkpoint.
+
 The CLIP tokenizer is rebuilt from CLIP's own BPE vocabulary file, which open_clip_torch's wheel
 ships as bpe_simple_vocab_16e6.txt.gz (install it with --no-deps: only that file is needed, and
 open_clip itself is never imported). The result has the same 49408 token ids as
