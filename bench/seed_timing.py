@@ -9,8 +9,13 @@
    compared with the pattern rendered directly at the asked tempo: measured tempo, pitch shift
    (cents) and log-mel distance (dB), the latter against the distance at no stretch, which
    is the floor phase reconstruction sets.
+3. Tempo estimation: every built-in pattern, two bars (at least 4 s) rendered at 60 to 180 BPM
+   in 6-BPM steps and analysed as an ordinary recording (as `seed-image --from` does, before
+   snapping to the file's length): how often the estimate is within 1 BPM of the truth, and
+   within 1 BPM of a metrically related tempo (x2, x1/2, x3/2, x2/3); librosa's beat tracker on
+   the same audio, judged within 4 % (its lag resolution).
 
-    .venv/bin/python bench/seed_timing.py [--skip-playback]
+    .venv/bin/python bench/seed_timing.py [--skip-playback] [--skip-tempo]
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ import numpy as np
 from scipy.signal import welch
 
 from riffusion.audio import Audio
-from riffusion.seeds.builtin import render_seed_image, seed_request
+from riffusion.seeds.builtin import render_loop, render_seed_image, seed_request
 from riffusion.seeds.images import loop_audio_from_image, loop_mel_amplitudes
-from riffusion.seeds.patterns import get_pattern, render_pattern
+from riffusion.seeds.patterns import PATTERNS, get_pattern, render_pattern
 from riffusion.seeds.tempo import estimate_tempo
 from riffusion.seeds.timing import LoopTiming, choose_timing
 from riffusion.spectrogram.converter import SpectrogramImageConverter
@@ -136,13 +141,58 @@ def playback(stretches: tuple[float, ...]) -> None:
         print(f"          (reconstruction {elapsed:.1f} s)")
 
 
+def tempo_accuracy() -> None:
+    import librosa
+
+    related = (1.0, 2.0, 0.5, 1.5, 2 / 3)
+    tempos = range(60, 181, 6)
+    print(f"\nTempo estimation, {len(tempos)} tempos from 60 to 180 BPM per pattern")
+    print(
+        "pattern              ours exact  ours related   librosa exact  librosa related   wrong at"
+    )
+    totals = np.zeros(4)
+    for pattern_id in PATTERNS:
+        counts = np.zeros(4)
+        wrong = []
+        for bpm in tempos:
+            # Two bars, or more to last at least 4 s (two beats at 60 BPM, twice over).
+            bar_s = PATTERNS[pattern_id].beats_per_bar * 60 / bpm
+            audio = render_loop(seed_request(pattern_id, bpm, bars=max(2, math.ceil(4 / bar_s))))
+            ours = estimate_tempo(audio)
+            theirs = float(
+                np.atleast_1d(librosa.beat.beat_track(y=audio.samples[0], sr=44100)[0])[0]
+            )
+            counts += [
+                abs(ours - bpm) <= 1,
+                any(abs(ours - bpm * factor) <= 1 for factor in related),
+                abs(theirs / bpm - 1) <= 0.04,
+                any(abs(theirs / (bpm * factor) - 1) <= 0.04 for factor in related),
+            ]
+            if abs(ours - bpm) > 1:
+                wrong.append(f"{bpm}")
+        totals += counts
+        shares = counts / len(tempos) * 100
+        print(
+            f"{pattern_id:20s} {shares[0]:8.0f} %  {shares[1]:10.0f} %  {shares[2]:12.0f} %"
+            f"  {shares[3]:14.0f} %   {' '.join(wrong)}"
+        )
+    shares = totals / (len(tempos) * len(PATTERNS)) * 100
+    print(
+        f"{'all':20s} {shares[0]:8.0f} %  {shares[1]:10.0f} %  {shares[2]:12.0f} %"
+        f"  {shares[3]:14.0f} %"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--skip-playback", action="store_true", help="only the stretch table")
+    parser.add_argument("--skip-playback", action="store_true", help="skip the playback test")
+    parser.add_argument("--skip-tempo", action="store_true", help="skip tempo estimation")
     args = parser.parse_args()
     stretch_table()
     if not args.skip_playback:
         playback((1 / 1.06, 1 / 1.03, 1.0, 1.03, 1.06))
+    if not args.skip_tempo:
+        tempo_accuracy()
 
 
 if __name__ == "__main__":

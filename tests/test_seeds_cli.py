@@ -79,6 +79,24 @@ def test_seed_image_options(tmp_path: Path) -> None:
     assert "F# minor, seed 5" in image.getexif()[270]
 
 
+def test_a_short_loop_that_must_stretch_far_is_warned_about(tmp_path: Path) -> None:
+    result = succeeded(
+        run(
+            "seed-image",
+            "--pattern",
+            "og_beat",
+            "--bpm",
+            150,
+            "--bars",
+            1,
+            "-o",
+            tmp_path / "s.png",
+        )
+    )
+    assert "Warning: 4 beats at 150 BPM are 160 columns" in result.stderr
+    assert Image.open(tmp_path / "s.png").width == 128
+
+
 @pytest.mark.parametrize("bpm", [82.0, 97.0, 113.0, 131.0, 146.0])
 def test_seed_image_from_a_loop_recovers_its_tempo(tmp_path: Path, bpm: float) -> None:
     # Two bars of a synthesized loop, as a user would save it; the tempo is estimated from the

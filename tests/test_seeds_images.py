@@ -189,6 +189,11 @@ def test_fit_loop_repeats_short_loops_and_cuts_long_ones() -> None:
     assert audio.duration_s == pytest.approx(timing.duration_s, abs=1e-4)
 
 
+def test_fit_loop_estimates_the_tempo_of_short_loops() -> None:
+    timing = fit_loop(synthesized("og_beat", 130.0, bars=1))[1]  # 1.85 s
+    assert timing.bpm == pytest.approx(130.0, abs=0.01) and timing.beats == 12
+
+
 def test_fit_loop_refusals() -> None:
     with pytest.raises(RiffusionError, match="shorter than one beat"):
         fit_loop(Audio(np.ones((1, 10000), dtype=np.float32), 44100), bpm=120.0)

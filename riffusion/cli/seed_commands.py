@@ -12,13 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from riffusion.audio import format_for_extension
-from riffusion.cli.common import PATH, load_audio, overwrite_option, refuse_to_overwrite
+from riffusion.cli.common import PATH, load_audio, overwrite_option, refuse_to_overwrite, warn
 from riffusion.errors import RiffusionError
 from riffusion.seeds.builtin import render_loop, render_seed_image, seed_request
 from riffusion.seeds.images import fit_loop, seed_image_from_loop
 from riffusion.seeds.masks import MASKS
 from riffusion.seeds.registry import list_masks, list_seeds, mask_grid
-from riffusion.seeds.timing import WIDTH_MULTIPLE, LoopTiming, choose_timing
+from riffusion.seeds.timing import MAX_BAR_STRETCH, WIDTH_MULTIPLE, LoopTiming, choose_timing
 from riffusion.spectrogram.files import image_extension, save_image
 
 # Options that only make sense with one source; checked so a misplaced one is an error, not
@@ -108,8 +108,14 @@ def seed_image(
 
     if source == "pattern":
         request = seed_request(pattern, bpm, bars, key, seed or 0)
-        image = render_seed_image(request)
         timing = request.timing
+        if abs(timing.stretch - 1) > MAX_BAR_STRETCH:
+            warn(
+                f"{timing.beats} beats at {timing.bpm:g} BPM are {timing.duration_s * 100:.0f} "
+                f"columns; the nearest width, {timing.width} px, stretches them "
+                f"{abs(timing.stretch - 1) * 100:.0f} % (more bars stretch less)"
+            )
+        image = render_seed_image(request)
         if audio_path is not None:
             render_loop(request).save(audio_path, overwrite=overwrite)
         summary = f"{pattern}, {_describe(timing)}"

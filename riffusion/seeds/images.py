@@ -188,7 +188,9 @@ def fit_loop(
     """
     duration_s = audio.duration_s
     if bpm is None:
-        bpm = _snapped(estimate_tempo(audio), duration_s)
+        # A loop too short for an ordinary analysis down to 60 BPM is analysed as the loop it is.
+        periodic = duration_s < 2 * 60 / MIN_BPM
+        bpm = _snapped(estimate_tempo(audio, periodic=periodic), duration_s)
     bpm = check_bpm(bpm)
     beat_s = 60.0 / bpm
     beats_in_file = duration_s / beat_s

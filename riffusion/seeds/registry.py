@@ -221,9 +221,17 @@ def _unknown(name: str, kind: str, builtins: list[str], folder: str | Path | Non
 
 
 def list_seeds(seed_images_dir: str | Path | None = None) -> list[SeedInfo]:
-    """The built-in seeds at their defaults, then the folder's seed images (not mask*)."""
+    """The seeds an id resolves to: the built-ins at their defaults (unless a folder image of the
+    same name takes the id), then the folder's seed images (those not named mask*)."""
+    folder = {
+        name: path
+        for name, path in _folder_entries(seed_images_dir).items()
+        if not name.lower().startswith(_MASK_PREFIX)
+    }
     seeds = []
     for pattern in PATTERNS.values():
+        if pattern.id in folder:
+            continue
         timing = choose_timing(pattern.bpm, pattern.beats_per_bar)
         seeds.append(
             SeedInfo(
@@ -237,10 +245,7 @@ def list_seeds(seed_images_dir: str | Path | None = None) -> list[SeedInfo]:
                 timing.width,
             )
         )
-    for name, path in _folder_entries(seed_images_dir).items():
-        if not name.lower().startswith(_MASK_PREFIX):
-            seeds.append(_user_seed_info(name, path))
-    return seeds
+    return seeds + [_user_seed_info(name, path) for name, path in folder.items()]
 
 
 def _user_seed_info(name: str, path: Path) -> SeedInfo:
@@ -256,12 +261,16 @@ def _user_seed_info(name: str, path: Path) -> SeedInfo:
 
 
 def list_masks(seed_images_dir: str | Path | None = None) -> list[MaskInfo]:
-    """The built-in masks with their default parameters, then the folder's mask* images."""
+    """The masks an id resolves to: the built-ins with their default parameters (unless a folder
+    image of the same name takes the id), then the folder's images named mask*."""
+    folder = {
+        name: path
+        for name, path in _folder_entries(seed_images_dir).items()
+        if name.lower().startswith(_MASK_PREFIX)
+    }
     masks = [
         MaskInfo(spec.id, spec.description, "built-in", dict(spec.parameters))
         for spec in MASKS.values()
+        if spec.id not in folder
     ]
-    for name, path in _folder_entries(seed_images_dir).items():
-        if name.lower().startswith(_MASK_PREFIX):
-            masks.append(MaskInfo(name, "", str(path), {}))
-    return masks
+    return masks + [MaskInfo(name, "", str(path), {}) for name, path in folder.items()]
