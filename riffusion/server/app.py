@@ -42,7 +42,7 @@ from riffusion.server.schemas import (
     SeedListModel,
     SeedModel,
 )
-from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip
+from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip, job_result
 from riffusion.spectrogram.reconstruction import Quality
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -290,7 +290,7 @@ async def _result_unless_disconnected(
     worker: InferenceWorker, job: Job, request: Request
 ) -> RenderedClip | None:
     """The job's result, or None (and the job dropped) if the client goes away first."""
-    future = asyncio.wrap_future(job.future)
+    future = job_result(job)
     try:
         while True:
             done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)

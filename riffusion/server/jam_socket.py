@@ -34,7 +34,7 @@ from riffusion.server.schemas import (
     StartMessage,
     StatusMessage,
 )
-from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip
+from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip, job_result
 
 # How often (s) a session looks at the model while it is loading, to pass its progress on.
 MODEL_POLL_S = 0.5
@@ -129,7 +129,7 @@ class JamSession:
         return StatusMessage(
             model=self.health(),
             prompt=self.last_prompt,
-            queued_prompts=list(self.engine.queued_prompts) if self.engine else [],
+            queued_prompts=self._upcoming_prompts(),
             played=self.played,
             generated=self.generated,
             ahead=ahead,
@@ -138,6 +138,15 @@ class JamSession:
             ),
             paused=self.paused,
         )
+
+    def _upcoming_prompts(self) -> list[str]:
+        """Prompts no clip has headed to yet: a transition's target before its first clip, then
+        those queued."""
+        if self.engine is None:
+            return []
+        target = self.engine.target
+        upcoming = [target] if target is not None and target != self.last_prompt else []
+        return upcoming + list(self.engine.queued_prompts)
 
     # --- The client's messages ----------------------------------------------------------------
 
@@ -293,7 +302,7 @@ class JamSession:
             return None
         except ModelNotReady:
             return None
-        wrapped = asyncio.wrap_future(self.job.future)
+        wrapped = job_result(self.job)
         # asyncio.wait, unlike await, does not raise CancelledError for a dropped job.
         await asyncio.wait({wrapped})
         job, self.job = self.job, None

@@ -9,6 +9,7 @@ to JPEG and MP3, so the event loop only ever waits on a future.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import io
 import math
@@ -70,6 +71,17 @@ class Job:
         self.future: concurrent.futures.Future[RenderedClip] = concurrent.futures.Future()
         # Checked by the pipeline between diffusion steps.
         self.cancel_event = threading.Event()
+
+
+def job_result(job: Job) -> asyncio.Future[RenderedClip]:
+    """job's result as an asyncio future of the running event loop.
+
+    A dropped job ends in an exception (Cancelled) that nobody may be left to look at; it is
+    marked as seen so that asyncio does not log "exception was never retrieved" for it.
+    """
+    future = asyncio.wrap_future(job.future)
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return future
 
 
 class InferenceWorker:
@@ -174,17 +186,21 @@ class InferenceWorker:
                     continue
                 self._running = job
             started = time.monotonic()
+            result: RenderedClip | None = None
+            error: Exception | None = None
             try:
                 result = self._render(job)
-            except Exception as error:  # delivered to whoever waits on the future
+            except Exception as exception:  # delivered to whoever waits on the future
+                error = exception
+            # Counted before the result is delivered, so whoever sees the result sees the count.
+            with self._condition:
+                self._running = None
+                self.completed += 1
+                self._record_time(time.monotonic() - started)
+            if error is not None:
                 job.future.set_exception(error)
             else:
                 job.future.set_result(result)
-            finally:
-                with self._condition:
-                    self._running = None
-                    self.completed += 1
-                    self._record_time(time.monotonic() - started)
 
     def _record_time(self, seconds: float) -> None:
         if self._average_job_s is None:
