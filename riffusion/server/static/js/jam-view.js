@@ -107,9 +107,13 @@ export class JamView {
     this.health.addEventListener("change", () => this.renderTransport());
 
     // The clock and the buffer badge change continuously; four updates a second is plenty.
+    let ticks = 0;
     setInterval(() => {
       el.clock.textContent = formatTime(scheduler.position);
       el.buffer.textContent = `${Math.round(scheduler.buffered)} s buffered`;
+      // The "in N s" countdowns of the next clips.
+      ticks += 1;
+      if (ticks % 4 === 0 && this.phase === "playing") this.renderNext();
     }, 250);
   }
 

@@ -39,7 +39,7 @@ export class SharePanel {
     const minutes = this.session.reduce((sum, b) => sum + b.duration, 0) / 60;
     this.buttons.session.textContent =
       this.session.length > 0
-        ? `Whole session as WAV (${this.session.length} clips, ${minutes.toFixed(1)} min)`
+        ? `Whole session as WAV · ${this.session.length} clips, ${minutes.toFixed(1)} min`
         : "Whole session as WAV";
     this.what.textContent = clip
       ? `Downloads are of the clip playing now: “${clip.message.prompt}”, #${clip.message.index}.`
