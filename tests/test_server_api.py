@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 import pytest
 import soundfile
 import uvicorn
@@ -36,6 +37,7 @@ from server_support import (
     write_seed_images,
 )
 
+from riffusion.audio import Audio
 from riffusion.errors import RiffusionError
 from riffusion.server.app import create_app
 from riffusion.server.schemas import MAX_PROMPT_CHARS, InferenceInputModel
@@ -506,3 +508,85 @@ def test_riffusion_serve_over_real_http(seed_images: Path, tiny_checkpoint: Path
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# --- Studio -----------------------------------------------------------------------------------
+
+
+def png_data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def wav_data_url(duration_s: float) -> str:
+    rng = np.random.default_rng(1)
+    samples = (0.1 * rng.standard_normal(round(duration_s * 44100))).astype(np.float32)
+    wav = Audio(samples, 44100).to_bytes("wav")
+    return "data:audio/wav;base64," + base64.b64encode(wav).decode()
+
+
+def test_image_to_audio_works_without_a_model(seed_images: Path) -> None:
+    def broken(progress: Any) -> Any:
+        raise RiffusionError("no weights here")
+
+    app = create_app(config(seed_images), loader=broken)
+    drawn = Image.new("L", (128, 512), 255)
+    drawn.paste(0, (10, 400, 100, 404))  # a drawn line: one low tone, 0.9 s
+    with TestClient(app) as client:
+        response = client.post("/api/image_to_audio", json={"image": png_data_url(drawn)})
+        assert response.status_code == 200, response.text
+        output = response.json()
+        assert output["duration_s"] == pytest.approx(1.28)
+        samples, rate = soundfile.read(io.BytesIO(decode_data_url(output["audio"], MP3_PREFIX)))
+        assert len(samples) / rate == pytest.approx(1.28, abs=0.03)
+        assert np.abs(samples).max() > 0.1
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("not a data url", "must be a base64 data URL"),
+        ("data:image/png;base64,@@@", "malformed"),
+        ("data:image/png;base64,", "empty"),
+        ("data:image/png;base64," + base64.b64encode(b"hello").decode(), "not an image"),
+        (png_data_url(Image.new("L", (64, 300))), "300 px tall"),
+        (png_data_url(Image.new("L", (6400, 512))), "6400 px wide"),
+    ],
+)
+def test_image_to_audio_refuses_bad_images(client: TestClient, image: str, message: str) -> None:
+    response = client.post("/api/image_to_audio", json={"image": image})
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
+def test_audio_to_audio(client: TestClient) -> None:
+    body = {
+        "audio": wav_data_url(0.7),
+        "prompt": "jazz",
+        "seed": 3,
+        "denoising": 0.5,
+        "num_inference_steps": 2,
+        "unknown": "ignored",
+    }
+    response = client.post("/api/audio_to_audio", json=body)
+    assert response.status_code == 200, response.text
+    output = response.json()
+    image = Image.open(io.BytesIO(decode_data_url(output["image"], JPEG_PREFIX)))
+    assert image.size == (64, 512)  # 0.7 s is 70 columns, cut to a multiple of 64
+    assert output["duration_s"] == pytest.approx(0.64)
+
+
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (wav_data_url(0.3), "send at least 0.64 s"),
+        (wav_data_url(12.0), "send clips of at most 10.24 s"),
+        ("data:audio/wav;base64," + base64.b64encode(b"RIFF1234").decode(), "audio"),
+    ],
+)
+def test_audio_to_audio_refuses_bad_clips(client: TestClient, audio: str, message: str) -> None:
+    body = {"audio": audio, "prompt": "jazz", "seed": 3, "num_inference_steps": 2}
+    response = client.post("/api/audio_to_audio", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["message"], response.json()["message"]

@@ -11,7 +11,6 @@ and /health says what is missing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from riffusion.devices import resolve_device
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT
 from riffusion.errors import RiffusionError
-from riffusion.server.jam_socket import JamSession, data_url
+from riffusion.server.jam_socket import JamSession
 from riffusion.server.library import SeedLibrary, UnknownId
 from riffusion.server.model import Loader, LoadProgress, ModelHolder, ModelNotReady
 from riffusion.server.schemas import (
@@ -42,16 +41,18 @@ from riffusion.server.schemas import (
     SeedListModel,
     SeedModel,
 )
-from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip, job_result
+from riffusion.server.studio import studio_router
+from riffusion.server.worker import (
+    CLIENT_CLOSED_REQUEST,
+    InferenceWorker,
+    QueueFull,
+    result_unless_disconnected,
+)
 from riffusion.spectrogram.reconstruction import Quality
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-# How often (s) a waiting request checks whether its client is still there.
-DISCONNECT_POLL_S = 0.25
 # Retry-After (s) while the model loads.
 LOADING_RETRY_AFTER_S = 5
-# The status nginx made conventional for "the client closed the request".
-CLIENT_CLOSED_REQUEST = 499
 
 _ERRORS = {
     400: {"model": ErrorModel, "description": "unknown seed or mask id, or unusable input"},
@@ -174,10 +175,13 @@ def create_app(
             _images, library, inputs.seed_image_id, inputs.mask_image_id
         )
         job = worker.submit(inputs, init_image, mask)
-        rendered = await _result_unless_disconnected(worker, job, request)
+        rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
         if rendered is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        return JSONResponse(_output(rendered).model_dump(mode="json"))
+        output = InferenceOutputModel(
+            image=rendered.image_url, audio=rendered.audio_url, duration_s=rendered.duration_s
+        )
+        return JSONResponse(output.model_dump(mode="json"))
 
     for path in ("/run_inference/", "/run_inference"):
         app.add_api_route(
@@ -253,6 +257,8 @@ def create_app(
         png = await run_in_threadpool(library.mask_png, mask_id, seed_id)
         return Response(png, media_type="image/png")
 
+    app.include_router(studio_router(worker, model, config.quality))
+
     @app.websocket("/api/jam")
     async def jam(websocket: WebSocket) -> None:
         """The endless jam (see docs/api.md for its messages)."""
@@ -276,32 +282,6 @@ def create_app(
 def _images(library: SeedLibrary, seed_id: str, mask_id: str | None):
     init_image = library.seed_image(seed_id)
     return init_image, (library.mask_image(mask_id, seed_id) if mask_id is not None else None)
-
-
-def _output(rendered: RenderedClip) -> InferenceOutputModel:
-    return InferenceOutputModel(
-        image=data_url("image/jpeg", rendered.jpeg),
-        audio=data_url("audio/mpeg", rendered.mp3),
-        duration_s=rendered.duration_s,
-    )
-
-
-async def _result_unless_disconnected(
-    worker: InferenceWorker, job: Job, request: Request
-) -> RenderedClip | None:
-    """The job's result, or None (and the job dropped) if the client goes away first."""
-    future = job_result(job)
-    try:
-        while True:
-            done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
-            if done:
-                return future.result()
-            if await request.is_disconnected():
-                worker.cancel(job)
-                return None
-    except asyncio.CancelledError:
-        worker.cancel(job)
-        raise
 
 
 def _add_error_handlers(app: FastAPI, health) -> None:

@@ -9,7 +9,6 @@ so the session's state needs no lock; only sending is serialised.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import secrets
 from typing import Any
@@ -42,10 +41,6 @@ MODEL_POLL_S = 0.5
 RANDOM_SEED_LIMIT = 1_000_000
 
 _CLIENT_MESSAGE: TypeAdapter[Any] = TypeAdapter(ClientMessage)
-
-
-def data_url(mime_type: str, data: bytes) -> str:
-    return f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def validation_message(error: ValidationError) -> str:
@@ -280,8 +275,8 @@ class JamSession:
             await self._send(
                 ClipMessage(
                     index=clip.index,
-                    image=data_url("image/jpeg", rendered.jpeg),
-                    audio=data_url("audio/mpeg", rendered.mp3),
+                    image=rendered.image_url,
+                    audio=rendered.audio_url,
                     duration_s=rendered.duration_s,
                     input=InferenceInputModel.from_inference_input(clip.input),
                     state=clip.state,

@@ -115,6 +115,33 @@ class InferenceOutputModel(BaseModel):
     duration_s: float = Field(description="length of the audio, seconds")
 
 
+# --- Studio ------------------------------------------------------------------------------------
+
+# A data URL of the largest upload (12 MB) in base64, with room for its header.
+DataUrl = Annotated[str, Field(strict=True, max_length=17 * 2**20)]
+
+
+class ImageToAudioModel(_Request):
+    image: DataUrl = Field(description="a spectrogram image, data:image/png;base64,...")
+
+
+class AudioOutputModel(BaseModel):
+    audio: str = Field(description="data:audio/mpeg;base64,... (MP3)")
+    duration_s: float = Field(description="length of the audio, seconds")
+
+
+class AudioToAudioModel(_Request):
+    """A clip to re-imagine: img2img on its spectrogram with one prompt."""
+
+    audio: DataUrl = Field(description="the clip (WAV, MP3, FLAC or OGG) as a data URL")
+    prompt: Prompt
+    seed: Seed
+    negative_prompt: Prompt | None = None
+    denoising: Fraction = 0.75
+    guidance: Guidance = 7.0
+    num_inference_steps: Steps = 50
+
+
 # --- Errors, health, seeds ----------------------------------------------------------------------
 
 

@@ -10,12 +10,14 @@ to JPEG and MP3, so the event loop only ever waits on a future.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import io
 import math
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -27,6 +29,10 @@ from riffusion.spectrogram.reconstruction import Quality
 # JPEG quality of the spectrograms sent to clients: high, since the web app draws its 3D height
 # map from them and JPEG's blocks would show as ridges.
 JPEG_QUALITY = 95
+# The status nginx made conventional for "the client closed the request".
+CLIENT_CLOSED_REQUEST = 499
+# How often (s) a waiting request checks whether its client is still there.
+DISCONNECT_POLL_S = 0.25
 # Seconds per job assumed for Retry-After before any job has been timed.
 _INITIAL_JOB_S = 5.0
 # Weight of the newest job in the running average of job time.
@@ -58,6 +64,19 @@ class RenderedClip:
     mp3: bytes
     duration_s: float
 
+    @property
+    def image_url(self) -> str:
+        return data_url("image/jpeg", self.jpeg)
+
+    @property
+    def audio_url(self) -> str:
+        return data_url("audio/mpeg", self.mp3)
+
+
+def data_url(mime_type: str, data: bytes) -> str:
+    """data as a base64 data URL, the form the original API sent images and audio in."""
+    return f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
+
 
 class Job:
     """One generation waiting for or running on the worker; its result arrives in future."""
@@ -82,6 +101,27 @@ def job_result(job: Job) -> asyncio.Future[RenderedClip]:
     future = asyncio.wrap_future(job.future)
     future.add_done_callback(lambda done: done.cancelled() or done.exception())
     return future
+
+
+async def result_unless_disconnected(
+    worker: InferenceWorker, job: Job, is_disconnected: Callable[[], Awaitable[bool]]
+) -> RenderedClip | None:
+    """job's result, or None (and the job dropped) if the client goes away first.
+
+    is_disconnected is asked every DISCONNECT_POLL_S seconds while the job waits or runs.
+    """
+    future = job_result(job)
+    try:
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return future.result()
+            if await is_disconnected():
+                worker.cancel(job)
+                return None
+    except asyncio.CancelledError:
+        worker.cancel(job)
+        raise
 
 
 class InferenceWorker:
