@@ -169,6 +169,8 @@ def test_no_overwrite_without_the_flag(tmp_path: Path) -> None:
         (("--pattern", "polka"), "no built-in pattern 'polka'"),
         (("--pattern", "og_beat", "--bpm", 200), "out of range"),
         (("--pattern", "og_beat", "--bpm", 40), "out of range"),
+        (("--pattern", "og_beat", "--bpm", 0), "out of range"),
+        (("--pattern", "og_beat", "--key", ""), "unreadable key"),
         (("--pattern", "og_beat", "--bars", 0), "at least 1"),
         (("--pattern", "og_beat", "--bpm", 60, "--bars", 9), "fewer bars"),
         (("--pattern", "og_beat", "--key", "H#"), "unreadable key"),
@@ -181,6 +183,7 @@ def test_no_overwrite_without_the_flag(tmp_path: Path) -> None:
         (("--mask", "keep-top", "--width", 100), "multiple of 64"),
         (("--mask", "keep-top", "--bars", 2), "--bars needs --bpm"),
         (("--mask", "keep-top", "--fraction", 2), "fraction"),
+        (("--mask", "beat-lines", "--bpm", 120, "--beats-per-bar", 0), "at least one beat"),
         (("--from", "missing.wav"), "no such file"),
         (("--from", "missing.wav", "--key", "C"), "--key does not apply to --from"),
         (("--from", "missing.wav", "--bars", 2), "--bars does not apply to --from"),
@@ -206,5 +209,11 @@ def test_bad_output_and_bad_loops(tmp_path: Path) -> None:
     Audio(np.ones((1, 4410), dtype=np.float32) * 0.1, 44100).save(blip)
     line = error_line(run("seed-image", "--from", blip, "--bpm", 120, "-o", tmp_path / "s.png"))
     assert "shorter than one beat" in line
+    loop = tmp_path / "loop.wav"
+    render_loop(seed_request("og_beat", bars=1)).save(loop)
+    line = error_line(
+        run("seed-image", "--from", loop, "--beats-per-bar", 0, "-o", tmp_path / "x.png")
+    )
+    assert "at least one beat" in line
     line = error_line(run("seeds", "--seed-images", tmp_path / "nope"))
     assert "no such seed images folder" in line

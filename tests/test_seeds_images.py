@@ -127,6 +127,8 @@ def test_playback_of_images_without_tempo_tags() -> None:
     assert loop_audio_from_image(image, QUICK).num_frames == image.width * 441
     with pytest.raises(RiffusionError, match="no tempo tags"):
         loop_audio_from_image(image, QUICK, bpm=100.0)
+    with pytest.raises(RiffusionError, match="positive"):
+        loop_audio_from_image(image, QUICK, bpm=0.0)
 
 
 def test_unreadable_tempo_tags() -> None:

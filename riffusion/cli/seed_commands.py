@@ -101,6 +101,7 @@ def seed_image(
         flag, allowed = _ONLY_FOR[name]
         if value is not None and source not in allowed.split("/"):
             raise RiffusionError(f"{flag} does not apply to --{source} (only to --{allowed})")
+    beats_per_bar = 4 if beats_per_bar is None else beats_per_bar
     image_extension(output.name)
     if audio_path is not None:
         format_for_extension(audio_path.name)
@@ -123,7 +124,7 @@ def seed_image(
         if bars is not None:
             raise RiffusionError("--bars does not apply to --from: the loop's length decides")
         loop = load_audio(from_path)
-        loop, timing = fit_loop(loop, bpm, beats_per_bar or 4)
+        loop, timing = fit_loop(loop, bpm, beats_per_bar)
         if bpm is None:
             click.echo(f"Estimated tempo: {timing.bpm:.2f} BPM (pass --bpm to set it)")
         image = seed_image_from_loop(
@@ -131,9 +132,7 @@ def seed_image(
         )
         summary = f"{from_path.name}, {_describe(timing)}"
     else:
-        image, summary = _mask(
-            mask_id, bpm, bars, beats_per_bar or 4, beats, fraction, strength, width
-        )
+        image, summary = _mask(mask_id, bpm, bars, beats_per_bar, beats, fraction, strength, width)
     save_image(image, output, overwrite=overwrite)
     click.echo(f"Wrote {output} ({image.width} x {image.height} px): {summary}")
     if audio_path is not None:

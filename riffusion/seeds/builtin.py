@@ -60,8 +60,8 @@ def seed_request(
     bars: None picks whole bars for a width near 512 px (see timing.choose_timing).
     """
     pattern = get_pattern(pattern_id)
-    timing = choose_timing(bpm or pattern.bpm, pattern.beats_per_bar, bars)
-    return SeedRequest(pattern, timing, Key.parse(key or pattern.key), seed)
+    timing = choose_timing(pattern.bpm if bpm is None else bpm, pattern.beats_per_bar, bars)
+    return SeedRequest(pattern, timing, Key.parse(pattern.key if key is None else key), seed)
 
 
 def render_loop(request: SeedRequest) -> Audio:

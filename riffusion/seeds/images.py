@@ -24,6 +24,7 @@ from riffusion.seeds.timing import (
     MIN_BPM,
     STEP_MS,
     LoopTiming,
+    check_beats_per_bar,
     check_bpm,
     nearest_width,
     retime_columns,
@@ -160,12 +161,14 @@ def loop_audio_from_image(
     params = converter.params
     mel = mel_amplitudes_from_image(image, params)
     tempo = image_tempo(image)
+    if bpm is not None and not bpm > 0:
+        raise RiffusionError(f"the tempo must be positive, got {bpm} BPM")
     if tempo is None and bpm is not None:
         raise RiffusionError("the image has no tempo tags, so it cannot be played at another tempo")
     columns = image.width
     if tempo is not None:
         image_bpm = tempo.beats * 60_000.0 / (image.width * params.step_size_ms)
-        columns = max(round(image.width * image_bpm / (bpm or tempo.bpm)), 1)
+        columns = max(round(image.width * image_bpm / (tempo.bpm if bpm is None else bpm)), 1)
         mel = retime_columns(mel, columns)
     margin = min(math.ceil(params.n_fft / params.hop_length), columns)
     wrapped = np.concatenate([mel[..., -margin:], mel, mel[..., :margin]], axis=-1)
@@ -186,6 +189,7 @@ def fit_loop(
     until it is not; one too long for a 2048-px image is cut to the whole bars that fit. The image
     is as wide as the loop at 10 ms per column, rounded to a multiple of 64 px.
     """
+    check_beats_per_bar(beats_per_bar)
     duration_s = audio.duration_s
     if bpm is None:
         # A loop too short for an ordinary analysis down to 60 BPM is analysed as the loop it is.

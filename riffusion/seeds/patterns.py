@@ -281,7 +281,7 @@ def render_pattern(
     if not 0 <= seed < 2**32:
         raise RiffusionError(f"the seed must be between 0 and 2**32 - 1, got {seed}")
     score = Score(
-        key or Key.parse(pattern.key),
+        Key.parse(pattern.key) if key is None else key,
         pattern.beats_per_bar,
         beats,
         pattern.steps_per_beat,

@@ -59,6 +59,7 @@ class LoopTiming:
             raise RiffusionError(f"the tempo must be positive, got {self.bpm} BPM")
         if self.beats < 1:
             raise RiffusionError(f"a loop needs at least one beat, got {self.beats}")
+        check_beats_per_bar(self.beats_per_bar)
         if self.width < WIDTH_MULTIPLE or self.width % WIDTH_MULTIPLE:
             raise RiffusionError(
                 f"image width must be a positive multiple of {WIDTH_MULTIPLE} px, got {self.width}"
@@ -114,6 +115,13 @@ def check_bpm(bpm: float) -> float:
     return float(bpm)
 
 
+def check_beats_per_bar(beats_per_bar: int) -> int:
+    """beats_per_bar if at least 1, else RiffusionError."""
+    if beats_per_bar < 1:
+        raise RiffusionError(f"a bar needs at least one beat, got {beats_per_bar}")
+    return beats_per_bar
+
+
 def nearest_width(duration_s: float) -> int:
     """The multiple of 64 px nearest to duration_s at 10 ms per column (at least 64)."""
     columns = duration_s * 1000 / STEP_MS
@@ -134,8 +142,7 @@ def choose_timing(
     such as 7/4), whole beats are used instead.
     """
     bpm = check_bpm(bpm)
-    if beats_per_bar < 1:
-        raise RiffusionError(f"a bar needs at least one beat, got {beats_per_bar}")
+    check_beats_per_bar(beats_per_bar)
     if bars is not None:
         if bars < 1:
             raise RiffusionError(f"the number of bars must be at least 1, got {bars}")
