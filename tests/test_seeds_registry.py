@@ -21,6 +21,7 @@ from riffusion.seeds.registry import (
     list_seeds,
     load_mask_image,
     load_seed_image,
+    seed_argument,
 )
 
 # The original riffusion's seed_images folder, by name (its images are 512 x 512).
@@ -132,6 +133,15 @@ def test_paths_are_paths(original_folder: Path) -> None:
     assert load_mask_image(original_folder / "mask_gradient_dark.png").mode == "L"
     with pytest.raises(RiffusionError, match="no such file"):
         load_seed_image(original_folder / "missing.png")
+
+
+def test_command_line_arguments_become_ids_or_paths(original_folder: Path) -> None:
+    assert seed_argument("og_beat") == "og_beat"
+    assert seed_argument("mask_top_third_75") == "mask_top_third_75"
+    for text in ("x.png", "loops/x.PNG", "../x", "/abs/seed.jpg", "a\\b"):
+        assert seed_argument(text) == Path(text)
+    path = seed_argument(str(original_folder / "agile.png"))
+    assert load_seed_image(path).size == (512, 512)
 
 
 def test_bad_folders_and_images(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from riffusion.seeds.registry import (
     list_seeds,
     load_mask_image,
     load_seed_image,
+    seed_argument,
 )
 from riffusion.seeds.tempo import estimate_tempo
 from riffusion.seeds.timing import LoopTiming, choose_timing
@@ -47,6 +48,7 @@ __all__ = [
     "loop_audio_from_image",
     "render_loop",
     "render_seed_image",
+    "seed_argument",
     "seed_image_from_loop",
     "seed_request",
 ]

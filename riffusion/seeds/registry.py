@@ -6,7 +6,8 @@ its ids: og_beat, agile, marim, motorway, vibes, mask_beat_lines_80, ...), then 
 built-ins. A name with a path separator, a leading dot or other odd characters is refused, as is a
 folder entry that resolves outside the folder (a symlink out). To use a file anywhere, pass a
 pathlib.Path: the type, not the spelling, says it is a path. So a server passing on users'
-strings can only ever reach the folder and the built-ins.
+strings can only ever reach the folder and the built-ins. Command lines, where the user owns the
+filesystem, can turn an argument into either with seed_argument.
 
 In the folder, names starting with "mask" are listed as masks, the others as seeds; either kind
 loads by id with either function.
@@ -90,6 +91,18 @@ def check_id(seed_id: str) -> str:
         stem = seed_id.rsplit(".", 1)[0]
         raise RiffusionError(f"{seed_id!r} is not a seed id: ids have no extension (try {stem!r})")
     return seed_id
+
+
+def seed_argument(text: str) -> str | Path:
+    """A command-line value as an id (a bare name) or a path (a separator or image extension).
+
+    For command lines only, where the user owns the filesystem: "og_beat" is an id,
+    "loops/x.png" and "x.png" are paths. A server must pass its users' strings on unchanged, so
+    they stay ids.
+    """
+    if "/" in text or "\\" in text or text.lower().endswith(IMAGE_EXTENSIONS):
+        return Path(text)
+    return text
 
 
 def folder_image_path(seed_id: str, seed_images_dir: str | Path) -> Path | None:
