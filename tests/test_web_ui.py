@@ -382,6 +382,7 @@ def test_drawing_on_the_studio_canvas_yields_playable_audio(server, tab):
     page.goto(server.url + "#studio")
     page.click("#tab-image")
     page.click("#draw-clear")
+    page.locator("#draw-canvas").scroll_into_view_if_needed()
     box = page.locator("#draw-canvas").bounding_box()
     assert box is not None
 
@@ -419,6 +420,63 @@ def test_drawing_on_the_studio_canvas_yields_playable_audio(server, tab):
         "document.querySelector('#tool-image .results audio').currentTime > 0.3",
         timeout=10_000,
     )
+
+
+def write_tone(path: Path, seconds: float) -> Path:
+    """A WAV of a 440 Hz tone with a beat, for the upload tools."""
+    from riffusion import Audio
+
+    t = np.arange(int(seconds * 44100)) / 44100
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sign(np.sin(2 * np.pi * 2 * t))) / 2
+    Audio(tone[None, :].astype(np.float32), 44100).save(path)
+    return path
+
+
+def test_audio_to_audio_transforms_an_uploaded_file(server, tab, tmp_path):
+    page = tab.page
+    page.goto(server.url + "#studio")
+    page.click("#tab-audio")
+    page.set_input_files("#audio-file", str(write_tone(tmp_path / "tone.wav", 1.5)))
+    # Decoded in the browser: 1.5 s is one clip (the server keeps 1.28 s: 64-column steps).
+    page.wait_for_function(
+        "document.querySelector('#audio-file-info').textContent.includes('1 clip')"
+    )
+    page.fill("#audio-prompt", "jazz with piano")
+    page.fill("#audio-steps", "1")
+    with page.expect_request("**/api/audio_to_audio") as request:
+        page.click("#audio-form button[type=submit]")
+    body = json.loads(request.value.post_data)
+    assert body["audio"].startswith("data:audio/wav;base64,")
+    assert body["prompt"] == "jazz with piano"
+    assert body["num_inference_steps"] == 1
+    page.locator("#tool-audio .progress").wait_for()  # progress shows while the server works
+    player = page.locator("#tool-audio .results audio").first
+    player.wait_for(timeout=CLIP_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelector('#tool-audio .results audio').duration > 0.5", timeout=20_000
+    )
+    assert page.locator("#tool-audio .filmstrip img").count() == 1
+
+
+def test_sample_clips_cuts_clips_in_the_browser(server, tab, tmp_path):
+    page = tab.page
+    page.goto(server.url + "#studio")
+    page.click("#tab-samples")
+    page.set_input_files("#samples-file", str(write_tone(tmp_path / "long.wav", 4.0)))
+    page.fill("#samples-count", "3")
+    page.fill("#samples-duration", "1000")
+    page.click("#samples-form button[type=submit]")
+    players = page.locator("#tool-samples .results audio")
+    players.nth(2).wait_for()
+    assert players.count() == 3
+    page.wait_for_function(
+        "[...document.querySelectorAll('#tool-samples .results audio')]"
+        ".every(a => Math.abs(a.duration - 1) < 0.01)"
+    )
+    with page.expect_download() as download:
+        page.locator("#tool-samples .results button", has_text="WAV").first.click()
+    assert download.value.suggested_filename.startswith("long-clip000-")
+    assert download.value.suggested_filename.endswith(".wav")
 
 
 # ---------------------------------------------------------------- model state

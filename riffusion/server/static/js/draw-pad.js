@@ -56,21 +56,25 @@ export class DrawPad {
     if (event.button !== 0) return;
     this.canvas.setPointerCapture(event.pointerId);
     this.snapshot();
-    this.stroke = { from: this.point(event), last: this.point(event), base: this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height) };
-    this.segment(this.stroke.last, this.stroke.last);
+    const point = this.point(event);
+    this.stroke = { points: [point], base: this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height) };
+    this.path([point]);
   }
 
   move(event) {
     if (!this.stroke) return;
     const point = this.point(event);
+    const { points, base } = this.stroke;
+    // The whole stroke is redrawn over the canvas as it was before it, as one path: drawn
+    // piecewise, the soft edges of the overlapping pieces would add up to beads.
     if (this.tool === "line") {
-      // A held note: a horizontal line at the row where the stroke began, redrawn as it grows.
-      this.ctx.putImageData(this.stroke.base, 0, 0);
-      this.segment(this.stroke.from, { x: point.x, y: this.stroke.from.y });
+      // A held note: a horizontal line at the row where the stroke began.
+      points.splice(1, points.length, { x: point.x, y: points[0].y });
     } else {
-      this.segment(this.stroke.last, point);
+      points.push(point);
     }
-    this.stroke.last = point;
+    this.ctx.putImageData(base, 0, 0);
+    this.path(points);
   }
 
   up() {
@@ -80,7 +84,7 @@ export class DrawPad {
     this.onChange();
   }
 
-  segment(from, to) {
+  path(points) {
     const ctx = this.ctx;
     ctx.save();
     // "darken" keeps the loudest of overlapping strokes instead of painting a lighter gray over
@@ -94,8 +98,10 @@ export class DrawPad {
     ctx.shadowColor = this.color();
     ctx.shadowBlur = this.tool === "eraser" ? 0 : this.size / 2;
     ctx.beginPath();
-    ctx.moveTo(from.x, from.y);
-    ctx.lineTo(to.x + 0.01, to.y);
+    ctx.moveTo(points[0].x, points[0].y);
+    // A single point still needs a (tiny) segment to leave a dot.
+    if (points.length === 1) ctx.lineTo(points[0].x + 0.01, points[0].y);
+    for (const point of points.slice(1)) ctx.lineTo(point.x, point.y);
     ctx.stroke();
     ctx.restore();
   }

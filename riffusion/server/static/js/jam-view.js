@@ -55,6 +55,11 @@ export class JamView {
       volume: $("#volume"),
     };
     this.elements.input.value = initial.prompt;
+    if (initial.prompt) {
+      // A shared link: browsers only let sound start from a click or key press, so ask for one.
+      this.elements.empty.querySelector(".stage-empty-title").textContent = `Press play to hear “${initial.prompt}”.`;
+      this.elements.empty.querySelector(".stage-empty-hint").textContent = "The prompt and settings come from the link; change them as you like.";
+    }
     this.bind();
     this.renderSuggestions();
     this.settings.loadOptions().then(() => this.updateShare());

@@ -120,7 +120,11 @@ export class Studio {
       try {
         decoded = await decodeAudio(new Uint8Array(await file.files[0].arrayBuffer()));
         const used = Math.min(decoded.duration, MAX_UPLOAD_S);
-        info.textContent = `${decoded.duration.toFixed(1)} s, ${decoded.numberOfChannels === 1 ? "mono" : "stereo"}: ${Math.ceil(used / CLIP_S)} clips of ${CLIP_S} s will be transformed.`;
+        const count = splitClips(decoded, CLIP_S, MAX_UPLOAD_S).length;
+        info.textContent = count
+          ? `${decoded.duration.toFixed(1)} s, ${decoded.numberOfChannels === 1 ? "mono" : "stereo"}: ${count} ${count === 1 ? "clip" : "clips"} of up to ${CLIP_S} s will be transformed${decoded.duration > used ? ` (the first ${MAX_UPLOAD_S} s)` : ""}.`
+          : `${decoded.duration.toFixed(2)} s is too short: a clip needs at least ${MIN_CLIP_S} s.`;
+        if (!count) decoded = null;
       } catch {
         info.textContent = "This file could not be decoded: try WAV or MP3.";
       }
@@ -147,7 +151,7 @@ export class Studio {
           buffers.push(await decodeAudioDataUrl(output.audio));
         }
         progress.update(clips.length, "Joining the clips…");
-        const card = resultCard({ title: prompt, meta: `${file.files[0].name} · ${clips.length} clips · seed ${v.seed} · denoising ${v.denoising}`, image: null, audio: { buffer: joinBuffers(buffers, CROSSFADE_S) }, name: `${prompt}-${v.seed}` });
+        const card = resultCard({ title: prompt, meta: `${file.files[0].name} · ${clips.length} ${clips.length === 1 ? "clip" : "clips"} · seed ${v.seed} · denoising ${v.denoising}`, image: null, audio: { buffer: joinBuffers(buffers, CROSSFADE_S) }, name: `${prompt}-${v.seed}` });
         card.prepend(filmstrip(images, prompt));
         return card;
       });
@@ -307,11 +311,14 @@ function sliceBuffer(buffer, start, length) {
   return out;
 }
 
-/** Consecutive clips of `length` seconds covering at most `limit` seconds of `buffer`. */
+const MIN_CLIP_S = 0.64; // the server's shortest clip (docs/api.md): 64 spectrogram columns
+
+/** Consecutive clips of `length` seconds covering at most `limit` seconds of `buffer`; a tail
+ * too short for the server is dropped. */
 function splitClips(buffer, length, limit) {
   const total = Math.min(buffer.duration, limit);
   const clips = [];
-  for (let start = 0; start < total - 0.25; start += length) clips.push(sliceBuffer(buffer, start, Math.min(length, total - start)));
+  for (let start = 0; total - start >= MIN_CLIP_S; start += length) clips.push(sliceBuffer(buffer, start, Math.min(length, total - start)));
   return clips;
 }
 
