@@ -17,19 +17,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps open_clip_torch==3.3.0
 	touch $@
 
-# Until the server exists, `serve` runs the audio core end to end on a real clip: audio to a
-# spectrogram image and back, written to out/.
-DEMO_AUDIO ?= ../shared/riffusion-reference/clip.wav
+# The web app and the API (docs/api.md) on http://$(HOST):$(PORT)/. The model loads in the
+# background; set MODEL to a local diffusers folder or .ckpt / .safetensors file where the Hugging
+# Face Hub cannot be reached (the page says so if the model cannot be loaded).
+HOST ?= 127.0.0.1
+PORT ?= 3013
+MODEL ?= riffusion/riffusion-model-v1
 
 serve: setup
-	@mkdir -p out
-	@test -f "$(DEMO_AUDIO)" || $(BIN)/python -c "import numpy as n; from riffusion import Audio; \
-	  t = n.arange(5 * 44100) / 44100; \
-	  Audio(0.3 * n.sin(2 * n.pi * 220 * t * (1 + t / 10)), 44100).save('out/demo-input.wav')"
-	$(BIN)/riffusion audio-to-image --audio "$$(test -f '$(DEMO_AUDIO)' && echo '$(DEMO_AUDIO)' \
-	  || echo out/demo-input.wav)" --image out/demo.png --overwrite
-	$(BIN)/riffusion image-to-audio --image out/demo.png --audio out/demo.wav --overwrite
-	@echo "Wrote out/demo.png (spectrogram image) and out/demo.wav (reconstructed audio)."
+	$(BIN)/riffusion serve --host $(HOST) --port $(PORT) --model $(MODEL)
 
 lint: setup
 	$(BIN)/ruff check riffusion tests bench

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from typing import Any
 
@@ -40,6 +41,7 @@ MODEL_POLL_S = 0.5
 # The original app picked its first seed below this.
 RANDOM_SEED_LIMIT = 1_000_000
 
+logger = logging.getLogger(__name__)
 _CLIENT_MESSAGE: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 
@@ -260,9 +262,11 @@ class JamSession:
             clip = self.pending
             try:
                 rendered = await self._render(clip)
-            except RiffusionError as error:
+            except Exception as error:  # whatever it is, the client hears of it; the jam lives
                 if epoch == self.epoch:
-                    # The same clip would fail again: stop until the client changes something.
+                    if not isinstance(error, RiffusionError):
+                        logger.exception("jam clip %d failed", clip.index)
+                    # The same clip would likely fail again: stop until the client resumes.
                     self.paused = True
                     await self.send_error(f"clip {clip.index} failed: {error}; jam paused")
                     await self.send_status()
