@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -26,6 +27,7 @@ from riffusion.server.schemas import (
     ClientMessage,
     ClipMessage,
     ErrorMessage,
+    HealthModel,
     InferenceInputModel,
     JamSettingsModel,
     PlayedMessage,
@@ -69,7 +71,7 @@ class JamSession:
         websocket: WebSocket,
         worker: InferenceWorker,
         library: SeedLibrary,
-        health: Any,
+        health: Callable[[], HealthModel],
     ) -> None:
         self.websocket = websocket
         self.worker = worker
@@ -224,13 +226,10 @@ class JamSession:
         if seed_id is not None or mask_id is not None:
             current = self.engine.settings if self.engine else JamSettings()
             await run_in_threadpool(
-                self._images, seed_id or current.seed_image_id, mask_id or current.mask_image_id
+                self.library.images,
+                seed_id or current.seed_image_id,
+                mask_id or current.mask_image_id,
             )
-
-    def _images(self, seed_id: str, mask_id: str | None) -> tuple[Any, Any]:
-        init_image = self.library.seed_image(seed_id)
-        mask = self.library.mask_image(mask_id, seed_id) if mask_id is not None else None
-        return init_image, mask
 
     # --- Generating ---------------------------------------------------------------------------
 
@@ -292,7 +291,7 @@ class JamSession:
     async def _render(self, clip: JamClip) -> RenderedClip | None:
         """The clip rendered, or None when it could not be now (queue full, job dropped)."""
         init_image, mask = await run_in_threadpool(
-            self._images, clip.input.seed_image_id, clip.input.mask_image_id
+            self.library.images, clip.input.seed_image_id, clip.input.mask_image_id
         )
         try:
             self.job = self.worker.submit(clip.input, init_image, mask)

@@ -135,6 +135,11 @@ class SeedLibrary:
                 mask = self._mask_images.setdefault(key, mask)
         return mask
 
+    def images(self, seed_id: str, mask_id: str | None) -> tuple[Image.Image, Image.Image | None]:
+        """(seed image, mask drawn for it or None): what a generation starts from."""
+        seed = self.seed_image(seed_id)
+        return seed, (self.mask_image(mask_id, seed_id) if mask_id is not None else None)
+
     def seed_png(self, seed_id: str) -> bytes:
         """The seed image as PNG bytes, with its EXIF (spectrogram parameters, tempo)."""
         return _png(self.seed_image(seed_id))
