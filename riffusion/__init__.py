@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from riffusion.audio import Audio
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.errors import RiffusionError
+from riffusion.render.joins import stitch
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.params import SpectrogramParams
 
@@ -21,6 +22,7 @@ __all__ = [
     "RiffusionPipeline",
     "SpectrogramImageConverter",
     "SpectrogramParams",
+    "stitch",
 ]
 __version__ = "0.1.0"
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -29,8 +31,88 @@ from riffusion.spectrogram.files import image_extension, load_image, save_image
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
 
+if TYPE_CHECKING:
+    import torch
+
+    from riffusion.diffusion.pipeline import RiffusionPipeline
+
 # Image sides must be multiples of this for Stable Diffusion v1 models (8x VAE, 8x UNet).
 SIZE_MULTIPLE = 64
+
+# Options of every command that runs the model (riffusion.cli.render_commands uses them too).
+steps_option = click.option(
+    "--steps", type=int, default=50, show_default=True, help="Diffusion steps of the schedule."
+)
+scheduler_option = click.option(
+    "--scheduler",
+    help=f"Diffusion scheduler: {', '.join(SCHEDULERS)} (default: the model's own).",
+)
+_MODEL_OPTIONS = (
+    click.option(
+        "--model",
+        default=DEFAULT_CHECKPOINT,
+        show_default=True,
+        help="Hugging Face Hub id, local diffusers folder, or .ckpt / .safetensors file.",
+    ),
+    click.option(
+        "--model-config",
+        help="For a single-file --model: diffusers folder or Hub id with its configs and "
+        f"tokenizer (default {DEFAULT_CHECKPOINT}).",
+    ),
+    click.option("--revision", help="Branch, tag or commit of a Hub --model."),
+    click.option("--cache-dir", type=PATH, help="Hugging Face cache folder to download into."),
+    click.option(
+        "--lora",
+        multiple=True,
+        help="LoRA weights (file, folder or Hub id) merged into the model; repeatable.",
+    ),
+    click.option(
+        "--lora-scale", type=float, default=1.0, show_default=True, help="Strength of the LoRAs."
+    ),
+    device_option,
+    click.option(
+        "--dtype",
+        type=click.Choice(DTYPE_NAMES),
+        default="auto",
+        show_default=True,
+        help="Compute precision; auto is float16 on CUDA, bfloat16 on CPUs with native support.",
+    ),
+)
+
+
+def model_options(command: Callable) -> Callable:
+    """--model, --model-config, --revision, --cache-dir, --lora, --lora-scale, --device, --dtype;
+    load_pipeline() takes their values."""
+    for option in reversed(_MODEL_OPTIONS):
+        command = option(command)
+    return command
+
+
+def load_pipeline(
+    model: str,
+    model_config: str | None,
+    revision: str | None,
+    cache_dir: Path | None,
+    lora: tuple[str, ...],
+    lora_scale: float,
+    device: torch.device,
+    dtype: str,
+) -> RiffusionPipeline:
+    """The pipeline the model options describe (device already resolved), announced on stderr."""
+    _quiet_model_libraries()
+    from riffusion.diffusion.pipeline import RiffusionPipeline
+
+    click.echo(f"Loading {model} ...", err=True)
+    return RiffusionPipeline.load_checkpoint(
+        model,
+        device=device,
+        dtype=dtype,
+        revision=revision,
+        cache_dir=cache_dir,
+        lora=list(lora) or None,
+        lora_scale=lora_scale,
+        config=model_config,
+    )
 
 
 @click.command("generate")
@@ -64,14 +146,9 @@ SIZE_MULTIPLE = 64
     show_default=True,
     help="How strongly the prompt steers; 1 or less turns guidance off.",
 )
-@click.option(
-    "--steps", type=int, default=50, show_default=True, help="Diffusion steps of the schedule."
-)
+@steps_option
 @click.option("--negative", help="Negative prompt: what to steer away from.")
-@click.option(
-    "--scheduler",
-    help=f"Diffusion scheduler: {', '.join(SCHEDULERS)} (default: the model's own).",
-)
+@scheduler_option
 @click.option(
     "--width",
     type=int,
@@ -80,35 +157,7 @@ SIZE_MULTIPLE = 64
     help=f"Without --seed-image: image width in pixels, a multiple of {SIZE_MULTIPLE} "
     "(512 is 5.12 s of audio).",
 )
-@click.option(
-    "--model",
-    default=DEFAULT_CHECKPOINT,
-    show_default=True,
-    help="Hugging Face Hub id, local diffusers folder, or .ckpt / .safetensors file.",
-)
-@click.option(
-    "--model-config",
-    help="For a single-file --model: diffusers folder or Hub id with its configs and tokenizer "
-    f"(default {DEFAULT_CHECKPOINT}).",
-)
-@click.option("--revision", help="Branch, tag or commit of a Hub --model.")
-@click.option("--cache-dir", type=PATH, help="Hugging Face cache folder to download into.")
-@click.option(
-    "--lora",
-    multiple=True,
-    help="LoRA weights (file, folder or Hub id) merged into the model; repeatable.",
-)
-@click.option(
-    "--lora-scale", type=float, default=1.0, show_default=True, help="Strength of the LoRAs."
-)
-@device_option
-@click.option(
-    "--dtype",
-    type=click.Choice(DTYPE_NAMES),
-    default="auto",
-    show_default=True,
-    help="Compute precision; auto is float16 on CUDA, bfloat16 on CPUs with native support.",
-)
+@model_options
 @quality_option
 @overwrite_option
 def generate(
@@ -195,19 +244,8 @@ def generate(
             mask_image = load_image(mask)
 
     # --- Load the model and generate ---
-    _quiet_model_libraries()
-    from riffusion.diffusion.pipeline import RiffusionPipeline
-
-    click.echo(f"Loading {model} ...", err=True)
-    pipe = RiffusionPipeline.load_checkpoint(
-        model,
-        device=torch_device,
-        dtype=dtype,
-        revision=revision,
-        cache_dir=cache_dir,
-        lora=list(lora) or None,
-        lora_scale=lora_scale,
-        config=model_config,
+    pipe = load_pipeline(
+        model, model_config, revision, cache_dir, lora, lora_scale, torch_device, dtype
     )
     with click.progressbar(length=steps, label="Generating", file=sys.stderr) as bar:
 

@@ -14,6 +14,7 @@ from riffusion.cli.audio_commands import (
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
 from riffusion.cli.generate import generate
+from riffusion.cli.render_commands import interpolate, jam, riff
 from riffusion.cli.seed_commands import seed_image, seeds
 from riffusion.cli.serve import serve
 from riffusion.errors import RiffusionError
@@ -45,3 +46,6 @@ cli.add_command(generate)
 cli.add_command(seed_image)
 cli.add_command(seeds)
 cli.add_command(serve)
+cli.add_command(riff)
+cli.add_command(interpolate)
+cli.add_command(jam)

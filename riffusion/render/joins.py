@@ -1,0 +1,430 @@
+"""Seamless joins: spectrogram clips placed on a timeline become one continuous piece of audio.
+
+Reconstructing each clip on its own and concatenating the results clicks at every boundary (the
+waveforms do not meet, and phase reconstruction has edge effects at a clip's ends) and jumps in
+level (each clip is loud or quiet on its own terms). The Stitcher avoids both:
+
+1. Loudness: a clip enters at the level of the audio it joins and relaxes to its own level over
+   its length, so no join jumps in level and a long piece does not drift. Levels are mean mel
+   energies over the overlap, where both clips render the same stretch of time, or over half a
+   second either side of a join without overlap. The correction is at most +-6 dB.
+2. Overlaps: where a clip overlaps the previous one, their mel amplitudes are crossfaded with a
+   raised cosine, so the spectrogram itself moves smoothly from one clip to the next.
+3. Phase: the timeline is reconstructed in windows that reach back over audio already delivered
+   (200 ms of it) and forward past the newest join, so every join lies inside one window and is
+   reconstructed as a whole. Where a window starts, its phases must carry on those of the audio
+   already delivered: over a 300 ms bridge after it, Griffin-Lim iterations run with the
+   delivered samples held fixed before the bridge and the window's own reconstruction held fixed
+   after it, so the phases continue from the one into the other. The new window's audio is then
+   crossfaded in over 50 ms from the previous window's; being phase-continuous, the two agree
+   there, and the crossfade neither clicks nor cancels. These splice points lie 100 ms before
+   the region the next clip may still change.
+
+Aligning joins with the beat is left to whoever places the clips (see riffusion.render.longform):
+the Stitcher joins wherever clips overlap.
+
+The Stitcher is incremental: add() returns the audio that is final once a clip is known, holding
+back only the end that the next clip may overlap, and finish() returns the rest. stitch() joins a
+whole list at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from riffusion.audio import Audio
+from riffusion.errors import RiffusionError
+from riffusion.spectrogram.dsp import INT16_SCALE
+from riffusion.spectrogram.image import mel_amplitudes_from_image
+from riffusion.spectrogram.params import SpectrogramParams
+from riffusion.spectrogram.reconstruction import QUALITIES, Quality, reconstruct_waveform
+
+# Columns of delivered audio each reconstruction window reaches back over (held fixed).
+CONTEXT_COLUMNS = 20
+# Columns between a splice point and the first column the next clip may change.
+MARGIN_COLUMNS = 10
+# Columns over which one window's audio is crossfaded into the next at a splice point.
+SPLICE_COLUMNS = 5
+# Columns either side of a join without overlap whose mel energies set the incoming clip's level.
+LOUDNESS_COLUMNS = 50
+# Largest level correction, dB.
+MAX_GAIN_DB = 6.0
+# Griffin-Lim iterations that continue the phase of the delivered audio into a window, and the
+# columns after the delivered audio they work on (the bridge to the window's own phases).
+CONTINUATION_ITERATIONS = 16
+BRIDGE_COLUMNS = 30
+# Momentum of those iterations (fast Griffin-Lim, as in the reconstruction itself).
+_MOMENTUM = 0.99
+# Mel energies below this fraction of the louder side count as silence: no level matching then.
+_SILENCE = 1e-8
+
+Clip = np.ndarray | torch.Tensor | Image.Image
+
+
+def raised_cosine(length: int) -> np.ndarray:
+    """Weights rising from 0 to 1 over length points (exclusive of both ends), float32."""
+    return (0.5 - 0.5 * np.cos(np.pi * (np.arange(length) + 0.5) / length)).astype(np.float32)
+
+
+class Stitcher:
+    """Joins spectrogram clips into continuous audio, one clip at a time.
+
+    Clips are mel amplitudes (channels, num_frequencies, columns) in the units of the spectrogram
+    images riffusion reads and writes (int16-scaled), or spectrogram images themselves. Each is
+    placed at a start column on a timeline of hop_length-sample columns; a clip may overlap the
+    previous one by up to max_overlap_columns, and may not leave a gap. Audio sample 0 is the first
+    clip's first column; the level is the spectrogram's (int16 full scale is 1.0), not normalised.
+
+    Args:
+        params: spectrogram parameters of the clips (the model's by default).
+        quality: phase reconstruction quality, "fast", "high" or "original".
+        max_overlap_columns: how far a clip may reach back over the previous one. Audio is held
+            back by this much (plus 100 ms) until the next clip or finish().
+        match_loudness: bring each clip in at the level of the audio it joins.
+        device: torch device for the reconstruction.
+    """
+
+    def __init__(
+        self,
+        params: SpectrogramParams | None = None,
+        quality: Quality = "fast",
+        max_overlap_columns: int = 20,
+        match_loudness: bool = True,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if quality not in QUALITIES:
+            raise RiffusionError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
+        if max_overlap_columns < 0:
+            raise RiffusionError(
+                f"the overlap must be at least 0 columns, got {max_overlap_columns}"
+            )
+        self.params = params or SpectrogramParams()
+        self.quality = quality
+        self.max_overlap_columns = max_overlap_columns
+        self.match_loudness = match_loudness
+        self.device = torch.device(device)
+        self._hop = self.params.hop_length
+        # Timeline columns [self._columns_start, self._end), all clips blended in.
+        self._columns: np.ndarray | None = None
+        self._columns_start = 0
+        self._origin = 0
+        self._end = 0
+        self._last_start = 0
+        # Audio up to column self._committed has been returned; self._history holds its last
+        # CONTEXT_COLUMNS columns, self._tail the latest window's audio from there on.
+        self._committed = 0
+        self._history: np.ndarray | None = None
+        self._tail: np.ndarray | None = None
+        self._joins: list[int] = []
+        self._splices: list[int] = []
+        self._finished = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self.params.sample_rate
+
+    @property
+    def num_clips(self) -> int:
+        return len(self._joins) + (self._columns is not None)
+
+    @property
+    def joins(self) -> tuple[int, ...]:
+        """Sample positions of the joins (the middle of each overlap, or the boundary)."""
+        return tuple(self._joins)
+
+    @property
+    def splices(self) -> tuple[int, ...]:
+        """Sample positions where one reconstruction window was crossfaded into the next."""
+        return tuple(self._splices)
+
+    @property
+    def num_columns(self) -> int:
+        """Columns on the timeline so far (from the first clip's start to the last clip's end)."""
+        return self._end - self._origin
+
+    def add(self, clip: Clip, start_column: int | None = None) -> Audio:
+        """Place clip at start_column (default: right after the previous clip, no overlap).
+
+        Returns the audio that became final: from where the last call's audio ended to a point
+        max_overlap_columns + 10 columns before the end of this clip (possibly empty).
+        """
+        if self._finished:
+            raise RiffusionError("the stitcher has finished; start a new one")
+        mel = self._as_mel(clip)
+        if self._columns is None:
+            start = 0 if start_column is None else int(start_column)
+            self._origin = self._columns_start = self._committed = self._last_start = start
+            self._columns = mel
+            self._end = start + mel.shape[-1]
+        else:
+            start = self._end if start_column is None else int(start_column)
+            self._check_placement(start, mel)
+            if self.match_loudness:
+                mel = self._level_matched(mel, start)
+            self._blend(mel, start)
+            overlap = self._end - start
+            self._joins.append((2 * start + overlap) * self._hop // 2 - self._origin * self._hop)
+            self._end = max(self._end, start + mel.shape[-1])
+            self._last_start = start
+        return self._advance(self._end - self.max_overlap_columns - MARGIN_COLUMNS)
+
+    def finish(self) -> Audio:
+        """The rest of the audio, to the end of the last clip; the stitcher is done after this."""
+        if self._finished:
+            raise RiffusionError("the stitcher has already finished")
+        self._finished = True
+        if self._columns is None:
+            return Audio(np.zeros((1, 0), dtype=np.float32), self.sample_rate)
+        return self._advance(self._end)
+
+    # --- Placing clips ------------------------------------------------------------------------
+
+    def _as_mel(self, clip: Clip) -> np.ndarray:
+        """clip as float32 mel amplitudes (channels, mels, columns), checked against the rest."""
+        if isinstance(clip, Image.Image):
+            mel = mel_amplitudes_from_image(clip, self.params)
+        elif isinstance(clip, torch.Tensor):
+            mel = clip.detach().cpu().numpy()
+        else:
+            mel = np.asarray(clip)
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
+        if mel.ndim != 3 or mel.shape[1] != self.params.num_frequencies or mel.shape[2] < 1:
+            raise RiffusionError(
+                f"a clip must be mel amplitudes shaped (channels, {self.params.num_frequencies}, "
+                f"columns), got {mel.shape}"
+            )
+        if not np.isfinite(mel).all() or (mel < 0).any():
+            raise RiffusionError("a clip's mel amplitudes must be finite and non-negative")
+        if self._columns is not None and mel.shape[0] != self._columns.shape[0]:
+            raise RiffusionError(
+                f"a clip has {mel.shape[0]} channels but the previous ones have "
+                f"{self._columns.shape[0]}"
+            )
+        return mel
+
+    def _check_placement(self, start: int, mel: np.ndarray) -> None:
+        if start > self._end:
+            raise RiffusionError(
+                f"a clip starting at column {start} would leave a gap after the previous clip, "
+                f"which ends at column {self._end}"
+            )
+        overlap = self._end - start
+        if overlap > self.max_overlap_columns:
+            raise RiffusionError(
+                f"a clip starting at column {start} overlaps the previous one by {overlap} "
+                f"columns; at most {self.max_overlap_columns} were allowed"
+            )
+        if start <= self._last_start or start + mel.shape[-1] < self._end:
+            raise RiffusionError(
+                f"a clip at columns {start} to {start + mel.shape[-1]} must start after the "
+                f"previous clip's start ({self._last_start}) and end at or after its end "
+                f"({self._end})"
+            )
+
+    def _level_matched(self, mel: np.ndarray, start: int) -> np.ndarray:
+        """mel scaled to enter at the level of the audio before it and relax to its own.
+
+        The gain (dB) holds through the overlap, then falls to 0 dB along a raised cosine by the
+        clip's end, so the next join meets this clip at its own level.
+        """
+        assert self._columns is not None
+        overlap = self._end - start
+        # Overlapping clips render the same stretch of time: compare them there. Otherwise compare
+        # the stretches either side of the join.
+        compared = overlap or LOUDNESS_COLUMNS
+        first = max(self._end - compared, self._columns_start)
+        before = self._columns[..., first - self._columns_start :]
+        after = mel[..., :compared]
+        energy_before = float(np.mean(np.sum(before.astype(np.float64) ** 2, axis=(0, 1))))
+        energy_after = float(np.mean(np.sum(after.astype(np.float64) ** 2, axis=(0, 1))))
+        louder = max(energy_before, energy_after)
+        if louder == 0 or min(energy_before, energy_after) <= _SILENCE * louder:
+            return mel
+        gain_db = float(
+            np.clip(10 * np.log10(energy_before / energy_after), -MAX_GAIN_DB, MAX_GAIN_DB)
+        )
+        relax = np.ones(mel.shape[-1], dtype=np.float32)
+        relax[overlap:] = 1.0 - raised_cosine(mel.shape[-1] - overlap)
+        return mel * (10.0 ** (gain_db * relax / 20.0))
+
+    def _blend(self, mel: np.ndarray, start: int) -> None:
+        """Crossfade mel into the timeline over the overlap and append the rest."""
+        assert self._columns is not None
+        overlap = self._end - start
+        offset = start - self._columns_start
+        if overlap:
+            fade = raised_cosine(overlap)
+            previous = self._columns[..., offset:]
+            self._columns[..., offset:] = previous * (1 - fade) + mel[..., :overlap] * fade
+        self._columns = np.concatenate([self._columns, mel[..., overlap:]], axis=-1)
+
+    # --- Reconstruction -----------------------------------------------------------------------
+
+    def _advance(self, target: int) -> Audio:
+        """Reconstruct up to the end of the timeline and return the audio up to column target."""
+        assert self._columns is not None
+        target = min(target, self._end)
+        if target <= self._committed:
+            return Audio(np.zeros((self._columns.shape[0], 0), dtype=np.float32), self.sample_rate)
+        hop = self._hop
+        window_start = max(self._origin, self._committed - CONTEXT_COLUMNS, self._columns_start)
+        window = self._columns[..., window_start - self._columns_start :]
+        waveform = self._reconstruct(window)
+        prefix = (self._committed - window_start) * hop
+        if prefix:
+            assert self._history is not None
+            waveform = continue_phase(waveform, self._history[:, -prefix:], self.params)
+        segment = waveform[:, prefix : prefix + (target - self._committed) * hop].copy()
+        if self._tail is not None:
+            # Crossfade the previous window's continuation into this one at the splice point.
+            splice = min(SPLICE_COLUMNS * hop, segment.shape[-1], self._tail.shape[-1])
+            fade = raised_cosine(splice)
+            segment[:, :splice] = self._tail[:, :splice] * (1 - fade) + segment[:, :splice] * fade
+            self._splices.append((self._committed - self._origin) * hop)
+        self._tail = waveform[:, prefix + segment.shape[-1] :]
+        joined = segment if self._history is None else np.concatenate([self._history, segment], -1)
+        self._history = joined[:, -CONTEXT_COLUMNS * hop :]
+        self._committed = target
+        # Keep only the columns later windows and level matching can still look at.
+        keep_from = min(self._committed - CONTEXT_COLUMNS, self._end - LOUDNESS_COLUMNS)
+        if keep_from > self._columns_start:
+            self._columns = self._columns[..., keep_from - self._columns_start :].copy()
+            self._columns_start = keep_from
+        return Audio(segment / INT16_SCALE, self.sample_rate)
+
+    def _reconstruct(self, window: np.ndarray) -> np.ndarray:
+        """Waveform (channels, columns * hop) of mel amplitudes (channels, mels, columns)."""
+        params = self.params
+        minimum = params.n_fft // 2 // params.hop_length + 2
+        columns = window.shape[-1]
+        if columns < minimum:
+            # Too short for the reconstruction's padding: pad with silence, then cut it off.
+            window = np.pad(window, ((0, 0), (0, 0), (0, minimum - columns)))
+        amplitudes = torch.from_numpy(np.ascontiguousarray(window)).to(self.device)
+        waveform = reconstruct_waveform(amplitudes, params, self.quality)
+        return waveform[:, : columns * params.hop_length].cpu().numpy()
+
+
+def continue_phase(
+    waveform: np.ndarray,
+    prefix: np.ndarray,
+    params: SpectrogramParams,
+    iterations: int = CONTINUATION_ITERATIONS,
+    bridge_columns: int = BRIDGE_COLUMNS,
+) -> np.ndarray:
+    """waveform made to continue prefix: a bridge of Griffin-Lim iterations between the two.
+
+    waveform: (channels, samples), a reconstruction whose STFT magnitudes are the target.
+    prefix: (channels, prefix samples), audio already delivered for the start of the same stretch.
+    The bridge_columns after the prefix are iterated (on an STFT as long as the window, the
+    reconstruction's own) with the prefix held fixed before them and waveform held fixed after
+    them, keeping the magnitudes and looking for phases consistent with both: the phases of the
+    delivered audio carry on into the bridge and hand over to waveform's own at its end, where
+    the two are crossfaded over one column. Returns (channels, samples), equal to prefix at the
+    start and to waveform after the bridge.
+    """
+    hop, window_length = params.hop_length, params.win_length
+    length, fixed = waveform.shape[-1], prefix.shape[-1]
+    free_end = min(fixed + bridge_columns * hop, length)
+    # The bridge's last frames must see a whole window of what follows it.
+    part_end = min(free_end + window_length, length)
+    stft_args = {
+        "n_fft": window_length,
+        "hop_length": hop,
+        "win_length": window_length,
+        "window": torch.hann_window(window_length, periodic=True),
+    }
+
+    def spectrum(samples: torch.Tensor) -> torch.Tensor:
+        return torch.stft(
+            samples, center=True, pad_mode="reflect", return_complex=True, **stft_args
+        )
+
+    part = torch.from_numpy(np.ascontiguousarray(waveform[:, :part_end], dtype=np.float32))
+    known = torch.from_numpy(np.ascontiguousarray(prefix, dtype=np.float32))
+    held = part[:, free_end:].clone()
+    target = spectrum(part).abs()
+    signal = part.clone()
+    signal[:, :fixed] = known
+    estimate = signal
+    previous = None
+    for _ in range(iterations):
+        rebuilt = spectrum(signal)
+        # Momentum extrapolates the phase (fast Griffin-Lim), as the reconstruction does.
+        direction = rebuilt
+        if previous is not None:
+            direction = rebuilt - previous * (_MOMENTUM / (1 + _MOMENTUM))
+        previous = rebuilt
+        estimate = torch.istft(target * torch.sgn(direction), length=part_end, **stft_args)
+        signal = estimate.clone()
+        signal[:, :fixed] = known
+        signal[:, free_end:] = held
+    result = waveform.astype(np.float32, copy=True)
+    result[:, :fixed] = prefix
+    result[:, fixed:free_end] = estimate[:, fixed:free_end].numpy()
+    handover = min(hop, length - free_end)
+    if handover:
+        fade = raised_cosine(handover)
+        bridge = estimate[:, free_end : free_end + handover].numpy()
+        result[:, free_end : free_end + handover] = (
+            bridge * (1 - fade) + result[:, free_end : free_end + handover] * fade
+        )
+    return result
+
+
+def stitch(
+    clips: Sequence[Clip],
+    starts: Sequence[int] | None = None,
+    params: SpectrogramParams | None = None,
+    quality: Quality = "fast",
+    match_loudness: bool = True,
+    device: str | torch.device = "cpu",
+) -> Audio:
+    """Join spectrogram clips into one piece of audio with seamless joins (see Stitcher).
+
+    Args:
+        clips: mel amplitudes (channels, num_frequencies, columns), int16-scaled as riffusion's
+            images hold them, or spectrogram images.
+        starts: each clip's first column on the timeline; by default clips follow each other
+            without overlap. Where a clip starts before the previous one ends, the two are
+            crossfaded over the overlap.
+        params: spectrogram parameters (the model's by default).
+        quality: phase reconstruction quality.
+        match_loudness: bring each clip in at the level of the audio it joins.
+        device: torch device for the reconstruction.
+
+    Returns:
+        Audio at params.sample_rate from the first clip's start to the last clip's end, at the
+        spectrogram's level (not normalised).
+    """
+    if not clips:
+        raise RiffusionError("there are no clips to stitch")
+    if starts is not None and len(starts) != len(clips):
+        raise RiffusionError(f"got {len(starts)} start columns for {len(clips)} clips")
+    params = params or SpectrogramParams()
+    widths = [_width(clip) for clip in clips]
+    if starts is None:
+        starts = list(np.cumsum([0, *widths[:-1]]))
+    # Each clip ends at or after the previous one's end, so only neighbours can overlap.
+    overlaps = [
+        int(start) + width - int(following)
+        for start, width, following in zip(starts[:-1], widths[:-1], starts[1:], strict=True)
+    ]
+    stitcher = Stitcher(
+        params,
+        quality,
+        max_overlap_columns=max([0, *overlaps]),
+        match_loudness=match_loudness,
+        device=device,
+    )
+    pieces = [stitcher.add(clip, int(start)) for clip, start in zip(clips, starts, strict=True)]
+    pieces.append(stitcher.finish())
+    return Audio(np.concatenate([piece.samples for piece in pieces], axis=-1), params.sample_rate)
+
+
+def _width(clip: Clip) -> int:
+    return clip.width if isinstance(clip, Image.Image) else int(clip.shape[-1])

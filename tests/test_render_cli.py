@@ -1,0 +1,218 @@
+"""`riffusion riff`, `interpolate` and `jam` on the tiny checkpoint: lengths to the sample, stereo,
+48 kHz input, interpolation end points, Ctrl-C, and one-line errors.
+
+Clips are 128 columns (1.28 s) wide and diffusion runs 2 steps, so each command takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from riffusion import Audio, InferenceInput, PromptInput
+from riffusion.cli.main import cli
+from riffusion.cli.render_commands import EXIT_INTERRUPTED, ProgressDisplay
+from riffusion.render.engine import LoopSource, Renderer
+from riffusion.render.longform import plan_interpolation, plan_riff
+from riffusion.seeds import load_seed_image
+from riffusion.spectrogram.files import load_image
+from riffusion.spectrogram.image import save_spectrogram_image
+from riffusion.spectrogram.params import SpectrogramParams
+
+FAST = ["--steps", "2", "--dtype", "float32", "--device", "cpu"]
+PARAMS = SpectrogramParams()
+HOP = PARAMS.hop_length
+WIDTH = 128
+
+
+def run(*args: object) -> Result:
+    return CliRunner().invoke(cli, [str(arg) for arg in args])
+
+
+def succeeded(result: Result) -> Result:
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def failed(result: Result, message: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: "), result.output
+    assert message in lines[-1]
+    assert "Traceback" not in result.output
+
+
+def write_track(path: Path, seconds: float, sample_rate: int, channels: int) -> Path:
+    """Chords and noise, different in each channel."""
+    time = np.arange(round(seconds * sample_rate)) / sample_rate
+    rng = np.random.default_rng(0)
+    tracks = [
+        0.3 * np.sin(2 * np.pi * (220.0 * (channel + 1)) * time)
+        + 0.05 * rng.standard_normal(len(time))
+        for channel in range(channels)
+    ]
+    Audio(np.stack(tracks).astype(np.float32), sample_rate).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def seed_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 128 columns (one bar) of the og_beat seed, as an image file."""
+    image = load_seed_image("og_beat").crop((0, 0, WIDTH, 512))
+    return save_spectrogram_image(image, tmp_path_factory.mktemp("seed") / "bar.png")
+
+
+def test_riff_keeps_a_stereo_track_stereo(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    track = write_track(tmp_path / "track.wav", 2.0, 44100, channels=2)
+    output, images = tmp_path / "riff.wav", tmp_path / "images"
+    result = run(
+        "riff", track, "-o", output, "--prompt", "jazz", "--seed", 3, "--clip-duration", 1.28,
+        "--overlap", 0.1, "--images-dir", images, "--model", tiny_checkpoint, *FAST,
+    )  # fmt: skip
+    succeeded(result)
+    audio = Audio.load(output)
+    assert audio.num_channels == 2 and audio.sample_rate == 44100
+    assert audio.num_frames == 2 * 44100  # the input's length, to the sample
+    left, right = audio.samples
+    assert not np.allclose(left, right)
+    plan = plan_riff(2 * 44100, PARAMS, WIDTH, 10, PromptInput("jazz", 3))
+    names = sorted(path.name for path in images.iterdir())
+    clips = len(plan.clips)
+    assert names == [f"clip_{i:04d}.png" for i in range(clips)] + [
+        f"source_{i:04d}.png" for i in range(clips)
+    ]
+
+
+def test_riff_a_48_khz_file_along_the_beat(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    track = write_track(tmp_path / "track.flac", 3.0, 48000, channels=1)
+    output = tmp_path / "riff.ogg"
+    result = run(
+        "riff", track, "-o", output, "--prompt", "jazz", "--prompt-end", "rock", "--seed-end", 9,
+        "--denoising-end", 0.7, "--start-time", 0.25, "--duration", 2.5, "--bpm", 120,
+        "--clip-duration", 1.28, "--model", tiny_checkpoint, *FAST,
+    )  # fmt: skip
+    succeeded(result)
+    assert "120.00 BPM" in result.output
+    expected = Audio.load(track).slice(0.25, 2.75).resample(44100).num_frames
+    audio = Audio.load(output)
+    assert (audio.num_channels, audio.sample_rate, audio.num_frames) == (1, 44100, expected)
+
+
+def test_interpolation_ends_are_single_riffuse_calls(
+    tiny_checkpoint: Path, tiny_pipeline, seed_file: Path, tmp_path: Path
+) -> None:
+    output, images = tmp_path / "transition.flac", tmp_path / "images"
+    result = run(
+        "interpolate", "--start", "jazz", "--end", "church bells", "--num-steps", 3,
+        "--seed-start", 5, "--seed-end", 6, "--denoising", 0.6, "--seed-image", seed_file,
+        "-o", output, "--images-dir", images, "--model", tiny_checkpoint, *FAST,
+    )  # fmt: skip
+    succeeded(result)
+    assert Audio.load(output).num_frames == 3 * WIDTH * HOP
+    start = PromptInput("jazz", 5, denoising=0.6)
+    end = PromptInput("church bells", 6, denoising=0.6)
+    seed = load_image(seed_file)
+    for alpha, name in ((0.0, "clip_0000.png"), (1.0, "clip_0002.png")):
+        inputs = InferenceInput(start, end, alpha, num_inference_steps=2)
+        expected = np.asarray(tiny_pipeline.riffuse(inputs, seed))
+        assert np.array_equal(np.asarray(Image.open(images / name)), expected), name
+
+
+def test_jam_set(tiny_checkpoint: Path, seed_file: Path, tmp_path: Path) -> None:
+    output = tmp_path / "set.mp3"
+    result = run(
+        "jam", "--prompt", "jazz", "--prompt", "techno", "--duration", 3.0, "--velocity", 0.5,
+        "--seed", 11, "--seed-image", seed_file, "-o", output, "--model", tiny_checkpoint, *FAST,
+    )  # fmt: skip
+    succeeded(result)
+    assert "3 of 3 clips" in result.output
+    # MP3 frames pad the end a little; the plan itself is exact (tests/test_render_plans.py).
+    assert Audio.load(output).duration_s == pytest.approx(3.0, abs=0.06)
+
+
+def test_ctrl_c_writes_what_was_rendered(
+    tiny_checkpoint: Path, seed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = ProgressDisplay.step
+
+    def interrupt_second_clip(self: ProgressDisplay, index: int, done: int, total: int) -> None:
+        if index == 1 and done == 1:
+            raise KeyboardInterrupt
+        step(self, index, done, total)
+
+    monkeypatch.setattr(ProgressDisplay, "step", interrupt_second_clip)
+    output = tmp_path / "partial.wav"
+    result = run(
+        "interpolate", "--start", "jazz", "--end", "rock", "--num-steps", 3, "--seed-start", 1,
+        "--seed-image", seed_file, "-o", output, "--model", tiny_checkpoint, *FAST,
+    )  # fmt: skip
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Interrupted: wrote {output} (1.28 s, 1 of 3 clips)."
+    )
+    assert Audio.load(output).num_frames == WIDTH * HOP
+
+
+def test_the_renderer_stops_between_clips(tiny_pipeline, seed_file: Path) -> None:
+    start, end = PromptInput("jazz", 1), PromptInput("rock", 2)
+    plan = plan_interpolation(start, end, [0.0, 0.5, 1.0], WIDTH, PARAMS, num_inference_steps=2)
+    renderer = Renderer(tiny_pipeline, plan, LoopSource(load_image(seed_file), PARAMS))
+
+    def progress(index: int, done: int, total: int) -> None:
+        if index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        for _ in renderer.render(progress):
+            pass
+    assert renderer.clips_done == 2
+    audio = renderer.finish()
+    assert audio.num_frames == plan.samples_after(2) == 2 * WIDTH * HOP
+    assert np.abs(audio.samples).max() == pytest.approx(10 ** (-0.1 / 20), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["riff", "missing.wav", "--prompt", "x"], "missing.wav: no such file"),
+        (["riff", "in.wav", "--prompt", "x", "--clip-duration", "5"], "multiple of 0.64 s"),
+        (["riff", "in.wav", "--prompt", "x", "--overlap", "3"], "at most half the clip"),
+        (["riff", "in.wav", "--prompt", "x", "--start-time", "9"], "past the end of in.wav"),
+        (["riff", "in.wav", "--prompt", "x", "--duration", "0"], "--duration must be positive"),
+        (["riff", "in.wav", "--prompt", "x", "--bpm", "fast"], "--bpm must be a number"),
+        (["riff", "in.wav", "--prompt", "x", "--bpm", "500"], "out of range"),
+        (["riff", "in.wav", "--prompt", "x", "--denoising", "2"], "denoising must be between"),
+        (["riff", "in.wav", "--prompt", "x", "--seed", "-1"], "--seed must be between"),
+        (["riff", "in.wav", "--prompt", "x", "--steps", "0"], "--steps must be between"),
+        (["riff", "in.txt", "--prompt", "x"], "not a readable audio file"),
+        (["interpolate", "--start", "a", "--end", "b", "--num-steps", "0"], "at least 1"),
+        (["interpolate", "--start", "a", "--end", "b", "--alpha-power", "0"], "positive"),
+        (["interpolate", "--start", "a", "--end", "b", "--seed-image", "nope"], "no seed 'nope'"),
+        (["jam", "--prompt", "a", "--velocity", "0"], "alpha_velocity must be greater than 0"),
+        (["jam", "--prompt", "a", "--duration", "0"], "--duration must be positive"),
+        (["jam", "--prompt", " ", "--duration", "5"], "prompt is empty"),
+        (["jam", "--prompt", "a", "--device", "tpu"], "tpu"),
+    ],
+)
+def test_bad_inputs(tmp_path: Path, args: list[str], message: str) -> None:
+    # --model points nowhere: every mistake must be reported before the model would load.
+    os.chdir(tmp_path)
+    write_track(tmp_path / "in.wav", 1.0, 44100, channels=1)
+    (tmp_path / "in.txt").write_text("not audio")
+    failed(run(*args, "-o", "out.wav", "--model", "./no-model"), message)
+
+
+def test_bad_outputs(tmp_path: Path) -> None:
+    os.chdir(tmp_path)
+    write_track(tmp_path / "in.wav", 1.0, 44100, channels=1)
+    (tmp_path / "taken.wav").write_bytes(b"")
+    (tmp_path / "file").write_bytes(b"")
+    base = ["riff", "in.wav", "--prompt", "x", "--model", "./no-model"]
+    failed(run(*base, "-o", "out.xyz"), "unsupported audio format 'xyz'")
+    failed(run(*base, "-o", "taken.wav"), "pass --overwrite")
+    failed(run(*base, "-o", "out.wav", "--images-dir", "file"), "not a directory")
