@@ -159,7 +159,7 @@ def test_seed_image_of_the_wrong_height(tmp_path: Path) -> None:
     Image.new("RGB", (512, 256)).save(image)
     failed(
         run("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", "./none"),
-        "256 pixels tall",
+        "must be 512 px tall",
     )
 
 
@@ -168,7 +168,7 @@ def test_seed_image_of_a_bad_width(tiny_checkpoint: Path, tmp_path: Path) -> Non
     Image.new("RGB", (100, 512)).save(image)
     failed(
         run("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", tiny_checkpoint),
-        "multiples of 64",
+        "a multiple of 64 px wide",
     )
 
 
@@ -205,3 +205,32 @@ def test_real_process(tiny_checkpoint: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr == "Error: --width must be a positive multiple of 64, got 500\n"
+
+
+def test_built_in_seed_and_mask_ids_play_at_the_seed_tempo(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from riffusion.seeds.images import image_timing
+    from riffusion.seeds.registry import load_seed_image
+
+    seed = load_seed_image("og_beat")
+    loop_s = image_timing(seed).duration_s
+    output = tmp_path / "beat.wav"
+    image = tmp_path / "beat.png"
+    args = ["--seed-image", "og_beat", "--mask", "keep-bottom", "--image", image]
+    succeeded(run("drums", "-o", output, *args, "--model", tiny_checkpoint, *FAST))
+    # The result keeps the seed's tempo tags and plays as the seed's loop.
+    assert Image.open(image).getexif()[11100] == seed.getexif()[11100]
+    assert Audio.load(output).duration_s == pytest.approx(loop_s, abs=0.011)
+
+
+def test_seed_images_folder_ids_and_refusals(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    Image.new("RGB", (128, 512), "white").save(folder / "mine.png")
+    output = tmp_path / "mine.wav"
+    common = ["--seed-images", folder, "--model", tiny_checkpoint, *FAST]
+    succeeded(run("x", "-o", output, "--seed-image", "mine", *common))
+    assert Audio.load(output).duration_s == pytest.approx(1.28, abs=0.01)
+    failed(run("x", "-o", tmp_path / "a.wav", "--seed-image", "nope", *common), "og_beat")
+    failed(run("x", "-o", tmp_path / "b.wav", "--seed-image", "..", *common), "..")

@@ -27,8 +27,10 @@ from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
 from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, MAX_SEED, PromptInput
 from riffusion.diffusion.schedulers import SCHEDULERS, scheduler_name
 from riffusion.errors import RiffusionError
-from riffusion.spectrogram.files import image_extension, load_image, save_image
-from riffusion.spectrogram.params import SpectrogramParams
+from riffusion.seeds.images import image_tempo, loop_audio_from_image
+from riffusion.seeds.registry import load_mask_image, load_seed_image, seed_argument
+from riffusion.spectrogram.converter import SpectrogramImageConverter
+from riffusion.spectrogram.files import image_extension, save_image
 from riffusion.spectrogram.reconstruction import Quality
 
 if TYPE_CHECKING:
@@ -124,13 +126,19 @@ def load_pipeline(
 @click.option("--seed", type=int, help="Random seed; a random one (printed) when omitted.")
 @click.option(
     "--seed-image",
-    type=PATH,
-    help="Spectrogram image to start from (img2img); without it the music is made from noise.",
+    help="Seed image to start from (img2img): an id from `riffusion seeds` or an image file; "
+    "without it the music is made from noise.",
 )
 @click.option(
     "--mask",
-    type=PATH,
-    help="Mask over the seed image: white is repainted, black kept, grays blend.",
+    help="Mask over the seed image, an id or an image file: white is repainted, black kept, "
+    "grays blend.",
+)
+@click.option(
+    "--seed-images",
+    "seed_images_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A folder of your own seed images; NAME.png becomes id NAME.",
 )
 @click.option(
     "--denoising",
@@ -165,8 +173,9 @@ def generate(
     output: Path,
     image_path: Path | None,
     seed: int | None,
-    seed_image: Path | None,
-    mask: Path | None,
+    seed_image: str | None,
+    mask: str | None,
+    seed_images_dir: Path | None,
     denoising: float,
     guidance: float,
     steps: int,
@@ -231,17 +240,13 @@ def generate(
         guidance=guidance,
     )
 
+    if seed_images_dir is not None and not seed_images_dir.is_dir():
+        raise RiffusionError(f"--seed-images {seed_images_dir}: no such folder")
     init_image = mask_image = None
     if seed_image is not None:
-        init_image = load_image(seed_image)
-        expected_height = SpectrogramParams().num_frequencies
-        if init_image.height != expected_height:
-            raise RiffusionError(
-                f"{seed_image}: is {init_image.height} pixels tall; seed images are spectrograms "
-                f"{expected_height} pixels tall"
-            )
+        init_image = load_seed_image(seed_argument(seed_image), seed_images_dir)
         if mask is not None:
-            mask_image = load_image(mask)
+            mask_image = load_mask_image(seed_argument(mask), seed_images_dir, like=init_image)
 
     # --- Load the model and generate ---
     pipe = load_pipeline(
@@ -272,7 +277,11 @@ def generate(
                 callback=progress,
             )
 
-    audio = pipe.audio_from_image(image, quality=quality)
+    if image_tempo(image) is not None:
+        # A seed with a tempo holds whole beats: play the result as that loop, at that tempo.
+        audio = loop_audio_from_image(image, SpectrogramImageConverter(quality=quality))
+    else:
+        audio = pipe.audio_from_image(image, quality=quality)
     audio.save(output, overwrite=overwrite)
     wrote = f"Wrote {output} ({audio.duration_s:.2f} s)"
     if image_path is not None:

@@ -246,7 +246,14 @@ class RiffusionPipeline(DiffusionPipeline):
             callback=callback,
             cancel=cancel,
         )
-        return self._output(latents, output_type, cancel)
+        output = self._output(latents, output_type, cancel)
+        if isinstance(output, Image.Image):
+            # Tags the seed image carries beyond the spectrogram's own (its tempo, say) hold for
+            # the result too: img2img keeps the seed's width and beat grid.
+            exif = output.getexif()
+            for tag, value in init_image.getexif().items():
+                exif.setdefault(tag, value)
+        return output
 
     @torch.no_grad()
     def img2img(
