@@ -1,0 +1,174 @@
+"""Phase reconstruction: output shape, determinism and quality floors of fast / high / original."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from riffusion.audio import Audio
+from riffusion.spectrogram.dsp import INT16_SCALE, mel_amplitudes_from_waveform
+from riffusion.spectrogram.params import SpectrogramParams
+from riffusion.spectrogram.reconstruction import reconstruct_waveform
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "riffusion-reference"
+PARAMS = SpectrogramParams()
+
+
+def spectral_convergence(
+    waveform: torch.Tensor, target: torch.Tensor, params: SpectrogramParams = PARAMS
+) -> float:
+    """||g mel(waveform) - target|| / ||target|| with the least-squares gain g."""
+    mel = mel_amplitudes_from_waveform(waveform, params)[..., : target.shape[-1]].double()
+    target = target.double()
+    gain = (mel * target).sum() / (mel * mel).sum()
+    return float((gain * mel - target).norm() / target.norm())
+
+
+def synth(seconds: float, sample_rate: int = 44100, seed: int = 0) -> np.ndarray:
+    """Mono test signal: a kick on every beat at 120 bpm, a hi-hat between, over a two-tone pad."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    out = 0.2 * np.sin(2 * np.pi * 220.0 * t) + 0.1 * np.sin(2 * np.pi * 330.0 * t)
+    for beat in np.arange(0.0, seconds, 0.5):
+        start = int(beat * sample_rate)
+        tk = t[: int(0.25 * sample_rate)]
+        kick = np.sin(2 * np.pi * np.cumsum(50.0 + 80.0 * np.exp(-30.0 * tk)) / sample_rate)
+        hat = (
+            0.3
+            * rng.standard_normal(int(0.04 * sample_rate))
+            * np.exp(-100.0 * tk[: int(0.04 * sample_rate)])
+        )
+        for offset, hit in ((0, kick * np.exp(-10.0 * tk)), (int(0.25 * sample_rate), hat)):
+            end = min(t.size, start + offset + hit.size)
+            if end > start + offset:
+                out[start + offset : end] += hit[: end - start - offset]
+    return (0.5 * out / np.abs(out).max()).astype(np.float32)
+
+
+def mel_of(samples: np.ndarray, frames: int, params: SpectrogramParams = PARAMS) -> torch.Tensor:
+    """Mel amplitudes (channels, mels, frames) of samples (channels, n), int16-scaled."""
+    waveform = torch.from_numpy(np.ascontiguousarray(samples)).reshape(-1, samples.shape[-1])
+    return mel_amplitudes_from_waveform(waveform * INT16_SCALE, params)[..., :frames]
+
+
+@pytest.fixture(scope="module")
+def synth_target() -> torch.Tensor:
+    return mel_of(synth(1.5), 150)
+
+
+@pytest.fixture(scope="module")
+def clip_target() -> torch.Tensor:
+    if not REFERENCE.is_dir():
+        pytest.skip(f"{REFERENCE} not found")
+    clip = Audio.load(REFERENCE / "clip.wav")
+    return mel_of(clip.slice(1.0, 2.5).samples, 150)
+
+
+@pytest.mark.parametrize(
+    "quality, channels, frames",
+    [
+        ("fast", 1, 64),
+        ("fast", 2, 57),
+        ("fast", 1, 101),
+        ("high", 1, 64),
+        ("high", 2, 57),
+        ("original", 1, 25),
+        ("original", 2, 33),
+    ],
+)
+def test_output_shape(quality: str, channels: int, frames: int) -> None:
+    target = mel_of(np.tile(synth(1.2), (channels, 1)), frames)
+    waveform = reconstruct_waveform(target, PARAMS, quality)
+    assert waveform.shape == (channels, frames * PARAMS.hop_length)
+    assert waveform.dtype == torch.float32
+    assert torch.isfinite(waveform).all()
+
+
+def test_few_frames() -> None:
+    # Shorter than half the analysis FFT: the reconstruction STFT pads with zeros instead.
+    target = mel_of(synth(0.5), 3)
+    waveform = reconstruct_waveform(target, PARAMS, "fast")
+    assert waveform.shape == (1, 3 * PARAMS.hop_length)
+    assert torch.isfinite(waveform).all()
+
+
+def test_silence_gives_silence() -> None:
+    target = torch.zeros(2, PARAMS.num_frequencies, 40)
+    for quality in ("fast", "high"):
+        assert torch.equal(reconstruct_waveform(target, PARAMS, quality), torch.zeros(2, 40 * 441))
+
+
+@pytest.mark.parametrize("quality", ["fast", "high", "original"])
+def test_deterministic(quality: str, synth_target: torch.Tensor) -> None:
+    target = synth_target[..., :40]
+    first = reconstruct_waveform(target, PARAMS, quality)
+    assert torch.equal(first, reconstruct_waveform(target, PARAMS, quality))
+
+
+def test_stereo_channels_are_independent(synth_target: torch.Tensor) -> None:
+    target = synth_target[..., :80]
+    stereo = torch.cat([target, 0.5 * target.flip(-1)])
+    both = reconstruct_waveform(stereo, PARAMS, "fast")
+    mono = reconstruct_waveform(target, PARAMS, "fast")
+    # Batched FFTs and matmuls may round differently; anything beyond that would be crosstalk.
+    torch.testing.assert_close(both[:1], mono, rtol=0.0, atol=1e-4 * float(mono.abs().max()))
+
+
+def test_invalid_quality() -> None:
+    with pytest.raises(ValueError, match="quality"):
+        reconstruct_waveform(torch.ones(1, PARAMS.num_frequencies, 30), PARAMS, "best")  # type: ignore[arg-type]
+
+
+def test_quality_floor_synth(synth_target: torch.Tensor) -> None:
+    assert (
+        spectral_convergence(reconstruct_waveform(synth_target, PARAMS, "fast"), synth_target)
+        < 0.07
+    )
+    assert (
+        spectral_convergence(reconstruct_waveform(synth_target, PARAMS, "high"), synth_target)
+        < 0.05
+    )
+
+
+def test_quality_floor_clip(clip_target: torch.Tensor) -> None:
+    assert (
+        spectral_convergence(reconstruct_waveform(clip_target, PARAMS, "fast"), clip_target) < 0.07
+    )
+    assert (
+        spectral_convergence(reconstruct_waveform(clip_target, PARAMS, "high"), clip_target) < 0.05
+    )
+
+
+def test_fast_not_worse_than_original(synth_target: torch.Tensor) -> None:
+    target = synth_target[..., :100]
+    fast = spectral_convergence(reconstruct_waveform(target, PARAMS, "fast"), target)
+    original = spectral_convergence(reconstruct_waveform(target, PARAMS, "original"), target)
+    assert fast <= original
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sample_rate": 22050, "max_frequency": 8000, "num_frequencies": 128},
+        {"stereo": True, "window_duration_ms": 50, "padded_duration_ms": 125},
+        {"mel_scale_type": "slaney", "mel_scale_norm": "slaney", "num_frequencies": 256},
+    ],
+)
+def test_other_parameters(changes: dict) -> None:
+    params = SpectrogramParams(**changes)
+    signal = synth(1.5, params.sample_rate)
+    target = mel_of(np.stack([signal, signal[::-1]]) if params.stereo else signal, 140, params)
+    waveform = reconstruct_waveform(target, params, "fast")
+    assert waveform.shape == (target.shape[0], 140 * params.hop_length)
+    assert spectral_convergence(waveform, target, params) < 0.12
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu(synth_target: torch.Tensor) -> None:
+    target = synth_target[..., :80]
+    on_gpu = reconstruct_waveform(target.cuda(), PARAMS, "fast")
+    assert on_gpu.device.type == "cuda"
+    assert spectral_convergence(on_gpu.cpu(), target) < 0.07
