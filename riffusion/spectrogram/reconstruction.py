@@ -176,12 +176,15 @@ def _grid(params: SpectrogramParams, device: torch.device, dtype: torch.dtype) -
     below = position.floor().long().clamp(max=num_analysis_bins - 1)
     above = (below + 1).clamp(max=num_analysis_bins - 1)
     fraction = (position - below).unsqueeze(1)
-    # pinv(A) = A^T pinv(A A^T) for any A; with A = analysis^T the pseudo-inverse of the small
-    # (mels, mels) Gram matrix replaces an SVD of the whole (mels, analysis bins) filterbank.
+    # pinv(A) = A^T pinv(A A^T); with A = analysis^T, a Cholesky solve with the small (mels, mels)
+    # Gram matrix replaces an SVD of the whole filterbank. The Gram matrix is well conditioned
+    # (cond ~ 40 by default); a negligible ridge keeps it positive definite when a mel band holds
+    # no FFT bin, which then gets zero weight as in the pseudo-inverse.
     support = analysis[analysis.sum(1) > 0]
-    gram_inverse = torch.linalg.pinv(support.T @ support, hermitian=True)
+    gram = support.T @ support
+    gram.diagonal().add_(1e-10 * float(gram.diagonal().mean().clamp(min=1e-300)))
     rows = analysis[below] * (1 - fraction) + analysis[above] * fraction
-    inverse_mel = rows @ gram_inverse  # (reconstruction bins, mels)
+    inverse_mel = torch.cholesky_solve(rows.T, torch.linalg.cholesky(gram)).T  # (bins, mels)
 
     # Analysis bin j sits at reconstruction bin j / ratio; spreading each analysis filter's weight
     # onto the two neighbouring reconstruction bins models its magnitude by linear interpolation.
@@ -268,17 +271,21 @@ def _stft(waveform: torch.Tensor, grid: _Grid) -> torch.Tensor:
 def _overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
     """Sum of frames (..., num_frames, frame_length) placed hop_length apart, (..., samples).
 
-    samples = frame_length + hop_length * (num_frames - 1). Frames are cut into hop-sized blocks,
-    so the sum is one shifted addition per block (F.fold is several times slower on CPUs).
+    samples = frame_length + hop_length * (num_frames - 1). Frames are cut into hop-sized blocks
+    and block b of frame t is added to output block t + b, all in one index_add: several times
+    faster on CPUs than F.fold or one shifted addition per block, which matters most when other
+    processes compete for the cores and every parallel operation waits for its threads.
     """
     *batch, num_frames, frame_length = frames.shape
     blocks = -(-frame_length // hop_length)
     if blocks * hop_length != frame_length:
         frames = torch.nn.functional.pad(frames, (0, blocks * hop_length - frame_length))
-    frames = frames.reshape(*batch, num_frames, blocks, hop_length)
+    frames = frames.reshape(*batch, num_frames * blocks, hop_length)
+    destination = torch.arange(num_frames, device=frames.device).unsqueeze(1) + torch.arange(
+        blocks, device=frames.device
+    )
     summed = frames.new_zeros(*batch, num_frames + blocks - 1, hop_length)
-    for block in range(blocks):
-        summed[..., block : block + num_frames, :] += frames[..., block, :]
+    summed.index_add_(-2, destination.flatten(), frames)
     return summed.flatten(-2)[..., : frame_length + hop_length * (num_frames - 1)]
 
 
@@ -452,8 +459,11 @@ def _griffin_lim_mel(
         target = rebuilt.abs()
         target[:, :num_frames, :free] = magnitudes[..., :free]
         if free < grid.num_bins:
-            current = target[:, :num_frames, offset:] @ grid.free_mel
-            gain = (target_bands / torch.maximum(current, ratio_floor)) @ grid.spread
+            # The floor keeps silent bands from dividing by zero.
+            current = torch.baddbmm(
+                ratio_floor, target[:, :num_frames, offset:], grid.free_mel.expand(channels, -1, -1)
+            )
+            gain = (target_bands / current) @ grid.spread
             target[:, :num_frames, free:] *= gain
         torch.mul(torch.sgn(direction), target, out=used)
         waveform = _istft(spectrum, grid, envelope)
