@@ -7,7 +7,7 @@ import pytest
 
 from riffusion import Audio, PromptInput, RiffusionError
 from riffusion.jam import JamSettings
-from riffusion.render.engine import loop_plan
+from riffusion.render.engine import LoopSource, loop_plan
 from riffusion.render.longform import (
     BeatGrid,
     TrackSource,
@@ -20,6 +20,7 @@ from riffusion.render.longform import (
     plan_riff,
     riff_starts,
 )
+from riffusion.seeds import load_seed_image
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.image import mel_amplitudes_from_image
 from riffusion.spectrogram.params import SpectrogramParams
@@ -177,3 +178,17 @@ def test_track_source_mono() -> None:
     plan = plan_riff(track.num_frames, PARAMS, 64, 16, PROMPT)
     image = source.init_image(plan.clips[0])
     assert source.clip_mel(plan.clips[0], image).shape == (1, 512, 64)
+
+
+def test_loops_play_at_their_seed_tempo() -> None:
+    # arpeggio: 12 beats at 120 BPM, drawn 576 columns wide at 125 BPM; played 600 columns long.
+    seed = load_seed_image("arpeggio")
+    source = LoopSource(seed, PARAMS)
+    assert (seed.width, source.loop_columns) == (576, 600)
+    plan = plan_interpolation(PROMPT, PROMPT, [0.0, 1.0], source.loop_columns, PARAMS)
+    first, second = (source.clip_mel(clip, seed) for clip in plan.clips)
+    assert first.shape == (1, 512, 600)
+    # The second loop comes with its own last 20 columns before it.
+    assert second.shape == (1, 512, 620)
+    assert np.array_equal(second[..., :20], first[..., -20:])
+    assert plan.num_samples == 1200 * HOP

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from PIL import Image
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -53,7 +52,7 @@ from riffusion.render.longform import (
     plan_jam,
     plan_riff,
 )
-from riffusion.seeds.registry import DEFAULT_SEED_ID, IMAGE_EXTENSIONS, load_seed_image
+from riffusion.seeds.registry import DEFAULT_SEED_ID, load_seed_image, seed_argument
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -180,13 +179,6 @@ def seed_value(seed: int | None, name: str, limit: int = MAX_SEED + 1) -> int:
     if not 0 <= seed < limit:
         raise RiffusionError(f"{name} must be between 0 and {limit - 1}, got {seed}")
     return seed
-
-
-def seed_image_from_option(value: str) -> Image.Image:
-    """The seed image --seed-image names: an existing file or an image path, else a seed id."""
-    path = Path(value)
-    looks_like_a_file = path.suffix.lower() in IMAGE_EXTENSIONS or len(path.parts) > 1
-    return load_seed_image(path if looks_like_a_file or path.is_file() else value)
 
 
 # --- riff -------------------------------------------------------------------------------------
@@ -434,8 +426,10 @@ def interpolate(
     seed_end = seed_start if seed_end is None else seed_value(seed_end, "--seed-end")
     start = PromptInput(start_prompt, seed_start, negative, denoising, guidance)
     end = PromptInput(end_prompt, seed_end, negative, denoising, guidance)
-    image = seed_image_from_option(seed_image)
-    plan = plan_interpolation(start, end, alphas, image.width, params, steps, _seed_id(seed_image))
+    source = LoopSource(load_seed_image(seed_argument(seed_image)), params)
+    plan = plan_interpolation(
+        start, end, alphas, source.loop_columns, params, steps, _seed_id(seed_image)
+    )
     check_outputs(output, images_dir, len(plan.clips), overwrite)
 
     click.echo(
@@ -444,7 +438,7 @@ def interpolate(
     )
     render_to_file(
         plan,
-        LoopSource(image, params),
+        source,
         output,
         images_dir,
         lambda: load_pipeline(
@@ -535,7 +529,7 @@ def jam(
     if not duration > 0:
         raise RiffusionError(f"--duration must be positive, got {duration:g}")
     seed = seed_value(seed, "--seed", SEED_MODULUS if seed is not None else RANDOM_JAM_SEED_LIMIT)
-    image = seed_image_from_option(seed_image)
+    source = LoopSource(load_seed_image(seed_argument(seed_image)), params)
     settings = JamSettings(
         denoising=denoising,
         guidance=guidance,
@@ -543,13 +537,13 @@ def jam(
         seed_image_id=_seed_id(seed_image),
         alpha_velocity=velocity,
     )
-    plan = plan_jam(prompts, duration, seed, settings, image.width, params)
+    plan = plan_jam(prompts, duration, seed, settings, source.loop_columns, params)
     check_outputs(output, images_dir, len(plan.clips), overwrite)
 
     click.echo(f"Seed {seed}: {len(plan.clips)} clips for {plan.duration_s:.2f} s", err=True)
     render_to_file(
         plan,
-        LoopSource(image, params),
+        source,
         output,
         images_dir,
         lambda: load_pipeline(

@@ -23,7 +23,9 @@ from PIL import Image
 from riffusion.audio import Audio
 from riffusion.diffusion.inputs import InferenceInput
 from riffusion.errors import RiffusionError
-from riffusion.render.joins import Stitcher
+from riffusion.render.joins import Stitcher, with_pre_roll
+from riffusion.seeds.images import image_timing
+from riffusion.seeds.timing import retime_columns
 from riffusion.spectrogram.image import mel_amplitudes_from_image, save_spectrogram_image
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
@@ -68,7 +70,8 @@ class RenderPlan:
 
     Attributes:
         clips: in timeline order.
-        width: columns of every generated image (a multiple of 64).
+        width: timeline columns of every generated image as played (the image's width, or for a
+            loop with tempo tags its length at that tempo).
         overlap: largest overlap between neighbouring clips, columns.
         num_samples: length of the finished audio, samples.
         params: spectrogram parameters (sample rate, hop).
@@ -157,22 +160,33 @@ class ClipSource(Protocol):
 
 
 class LoopSource:
-    """Every clip starts from the same seed image, a loop; pre-rolls wrap around its end."""
+    """Every clip starts from the same seed image, a loop.
+
+    A seed image with tempo tags is played at its tempo: the generated image's columns are
+    stretched to the loop's playback length, as riffusion.seeds.loop_audio_from_image plays a
+    loop (the image is drawn at the nearest tempo a whole number of 64-column blocks allows).
+    Pre-rolls wrap around the loop's end.
+
+    Attributes:
+        loop_columns: timeline columns of one loop as played (the plan's width).
+    """
 
     init_images_vary = False
 
     def __init__(self, seed_image: Image.Image, params: SpectrogramParams) -> None:
         self.seed_image = seed_image
         self.params = params
+        timing = image_timing(seed_image, params.sample_rate)
+        self.loop_columns = seed_image.width if timing is None else timing.playback_columns
 
     def init_image(self, clip: PlannedClip) -> Image.Image:
         return self.seed_image
 
     def clip_mel(self, clip: PlannedClip, image: Image.Image) -> np.ndarray:
         mel = mel_amplitudes_from_image(image, self.params)
-        if clip.pre_roll:
-            mel = np.concatenate([mel[..., -clip.pre_roll :], mel], axis=-1)
-        return mel
+        if mel.shape[-1] != self.loop_columns:
+            mel = retime_columns(mel, self.loop_columns)
+        return with_pre_roll(mel, clip.pre_roll)
 
 
 @dataclass(frozen=True)

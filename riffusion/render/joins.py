@@ -20,6 +20,10 @@ level (each clip is loud or quiet on its own terms). The Stitcher avoids both:
    there, and the crossfade neither clicks nor cancels. These splice points lie 100 ms before
    the region the next clip may still change.
 
+Stereo (or any number of channels): the channels share one phase, reconstructed from their mean,
+and each channel's own magnitudes are put back per frequency and time (see split_channels), so
+left and right stay as coherent as the spectrograms say they are.
+
 Aligning joins with the beat is left to whoever places the clips (see riffusion.render.longform):
 the Stitcher joins wherever clips overlap.
 
@@ -31,6 +35,7 @@ whole list at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -38,7 +43,7 @@ from PIL import Image
 
 from riffusion.audio import Audio
 from riffusion.errors import RiffusionError
-from riffusion.spectrogram.dsp import INT16_SCALE
+from riffusion.spectrogram.dsp import INT16_SCALE, hz_to_mel, mel_to_hz
 from riffusion.spectrogram.image import mel_amplitudes_from_image
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import QUALITIES, Quality, reconstruct_waveform
@@ -61,6 +66,8 @@ BRIDGE_COLUMNS = 30
 _MOMENTUM = 0.99
 # Mel energies below this fraction of the louder side count as silence: no level matching then.
 _SILENCE = 1e-8
+# Mel amplitudes below this fraction of the loudest count as silence when channels are split.
+_SHARE_FLOOR = 1e-6
 
 Clip = np.ndarray | torch.Tensor | Image.Image
 
@@ -273,19 +280,26 @@ class Stitcher:
         hop = self._hop
         window_start = max(self._origin, self._committed - CONTEXT_COLUMNS, self._columns_start)
         window = self._columns[..., window_start - self._columns_start :]
-        waveform = self._reconstruct(window)
+        # All channels share one phase, reconstructed from their mean; history and tail are of
+        # that one signal, and the channels are split off it last (see split_channels).
+        waveform = self._reconstruct(window.mean(axis=0, keepdims=True))
         prefix = (self._committed - window_start) * hop
         if prefix:
             assert self._history is not None
             waveform = continue_phase(waveform, self._history[:, -prefix:], self.params)
-        segment = waveform[:, prefix : prefix + (target - self._committed) * hop].copy()
+        length = (target - self._committed) * hop
+        segment = waveform[:, prefix : prefix + length].copy()
         if self._tail is not None:
             # Crossfade the previous window's continuation into this one at the splice point.
-            splice = min(SPLICE_COLUMNS * hop, segment.shape[-1], self._tail.shape[-1])
+            splice = min(SPLICE_COLUMNS * hop, length, self._tail.shape[-1])
             fade = raised_cosine(splice)
             segment[:, :splice] = self._tail[:, :splice] * (1 - fade) + segment[:, :splice] * fade
             self._splices.append((self._committed - self._origin) * hop)
-        self._tail = waveform[:, prefix + segment.shape[-1] :]
+        self._tail = waveform[:, prefix + length :]
+        output = segment
+        if window.shape[0] > 1:
+            span = np.concatenate([waveform[:, :prefix], segment, self._tail], axis=-1)
+            output = split_channels(span, window, self.params)[:, prefix : prefix + length]
         joined = segment if self._history is None else np.concatenate([self._history, segment], -1)
         self._history = joined[:, -CONTEXT_COLUMNS * hop :]
         self._committed = target
@@ -294,7 +308,7 @@ class Stitcher:
         if keep_from > self._columns_start:
             self._columns = self._columns[..., keep_from - self._columns_start :].copy()
             self._columns_start = keep_from
-        return Audio(segment / INT16_SCALE, self.sample_rate)
+        return Audio(output / INT16_SCALE, self.sample_rate)
 
     def _reconstruct(self, window: np.ndarray) -> np.ndarray:
         """Waveform (channels, columns * hop) of mel amplitudes (channels, mels, columns)."""
@@ -307,6 +321,54 @@ class Stitcher:
         amplitudes = torch.from_numpy(np.ascontiguousarray(window)).to(self.device)
         waveform = reconstruct_waveform(amplitudes, params, self.quality)
         return waveform[:, : columns * params.hop_length].cpu().numpy()
+
+
+def split_channels(shared: np.ndarray, mel: np.ndarray, params: SpectrogramParams) -> np.ndarray:
+    """Channels with one phase: shared (1, columns * hop) -> (channels, columns * hop).
+
+    mel: the channels' mel amplitudes (channels, mels, columns); shared is the reconstruction of
+    their mean. Every STFT coefficient of shared (on the reconstruction's own STFT) is scaled by
+    each channel's share of the mean in its mel band and column, interpolated between band
+    centres: the channels keep their own level per frequency and time, as amplitude panning
+    does, and stay coherent. (Reconstructing the channels one by one gives each its own phases,
+    and turns a narrow stereo image wide and hollow.)
+    """
+    hop, window_length = params.hop_length, params.win_length
+    stft_args = {
+        "n_fft": window_length,
+        "hop_length": hop,
+        "win_length": window_length,
+        "window": torch.hann_window(window_length, periodic=True),
+    }
+    signal = torch.from_numpy(np.ascontiguousarray(shared, dtype=np.float32))
+    spectrum = torch.stft(signal, center=True, pad_mode="reflect", return_complex=True, **stft_args)
+    mean = mel.mean(axis=0, keepdims=True)
+    floor = max(float(mean.max()) * _SHARE_FLOOR, np.finfo(np.float32).tiny)
+    # Near-silent bands go to every channel alike.
+    share = np.where(mean > floor, mel / np.maximum(mean, floor), 1.0).astype(np.float32)
+    # Centred frames: one more than columns, the last on the final sample.
+    share = np.concatenate([share, share[..., -1:]], axis=-1)[..., : spectrum.shape[-1]]
+    lower, upper, weight = _band_positions(params)
+    gains = share[:, lower] * (1 - weight)[:, None] + share[:, upper] * weight[:, None]
+    channels = torch.istft(spectrum * torch.from_numpy(gains), length=shared.shape[-1], **stft_args)
+    return channels.numpy()
+
+
+@lru_cache(maxsize=8)
+def _band_positions(params: SpectrogramParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each bin of an STFT as long as the window: the mel bands below and above its
+    frequency and the weight of the upper one (linear between band centres, clamped)."""
+    mel_range = hz_to_mel(
+        torch.tensor([float(params.min_frequency), float(params.max_frequency)]),
+        params.mel_scale_type,
+    )
+    points = torch.linspace(float(mel_range[0]), float(mel_range[1]), params.num_frequencies + 2)
+    centres = mel_to_hz(points[1:-1], params.mel_scale_type).numpy()
+    frequencies = np.arange(params.win_length // 2 + 1) * params.sample_rate / params.win_length
+    position = np.interp(frequencies, centres, np.arange(params.num_frequencies))
+    lower = np.floor(position).astype(int)
+    upper = np.minimum(lower + 1, params.num_frequencies - 1)
+    return lower, upper, (position - lower).astype(np.float32)
 
 
 def continue_phase(
@@ -374,6 +436,24 @@ def continue_phase(
             bridge * (1 - fade) + result[:, free_end : free_end + handover] * fade
         )
     return result
+
+
+def with_pre_roll(loop: np.ndarray, columns: int) -> np.ndarray:
+    """A loop's mel amplitudes (channels, mels, width) with its own last columns put before it.
+
+    Loops played one after another (a jam) join best from each loop's own end: add the loop with
+    a pre-roll of the overlap, starting that many columns before its place, and the crossfade
+    ends exactly on its first column (the first beat, for a seed of whole bars):
+
+        stitcher.add(with_pre_roll(mel, 20), index * width - 20)   # the first loop: no pre-roll
+
+    Returns (channels, mels, columns + width).
+    """
+    if not 0 <= columns <= loop.shape[-1]:
+        raise RiffusionError(f"a pre-roll must be 0 to {loop.shape[-1]} columns, got {columns}")
+    if not columns:
+        return loop
+    return np.concatenate([loop[..., -columns:], loop], axis=-1)
 
 
 def stitch(
