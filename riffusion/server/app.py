@@ -94,10 +94,11 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
     """The loader of config's model: RiffusionPipeline.load_checkpoint on config's device, then
     one warm-up generation on the default seed image.
 
-    The warm-up is there because a process's first generation is slow: the first calls of each
-    kernel shape set up their primitives (bfloat16 on CPUs most of all), and phase reconstruction
-    plans its FFTs. Measured on a 2-core CPU with the tiny model: about 10x the time of the next
-    clip. That cost belongs in loading, not in the first user's wait for audio.
+    The warm-up is there because a process's first generation pays one-time set-up: the first
+    call of each kernel shape builds its primitives (bfloat16 on CPUs most of all) and phase
+    reconstruction plans its FFTs. On a loaded 2-core CPU with the tiny model the first clip took
+    several times as long as the next in most runs. That cost belongs in loading, not in the first
+    listener's wait for audio.
     """
 
     def load(progress: LoadProgress) -> RiffusionPipeline:
