@@ -35,7 +35,12 @@ from riffusion import Audio, SpectrogramImageConverter, stitch
 from riffusion.diffusion.inputs import PromptInput
 from riffusion.render.engine import LoopSource
 from riffusion.render.joins import Stitcher
-from riffusion.render.longform import TrackSource, plan_interpolation, plan_riff
+from riffusion.render.longform import (
+    TrackSource,
+    interpolation_alphas,
+    plan_interpolation,
+    plan_riff,
+)
 from riffusion.render.metrics import join_artefacts, plain_concatenation
 from riffusion.seeds import load_seed_image
 from riffusion.spectrogram.params import SpectrogramParams
@@ -185,7 +190,7 @@ def pipeline_outputs(reference: Path) -> None:
     seed = load_seed_image("og_beat")
     end = PromptInput("church bells", seed=8, denoising=0.75)
     loop_source = LoopSource(seed, params)
-    alphas = [0.0, 0.33, 0.67, 1.0]
+    alphas = interpolation_alphas(8)
     loops = plan_interpolation(prompt, end, alphas, loop_source.loop_columns, params, 4)
     loop_images = [pipeline.riffuse(clip.inputs, seed) for clip in loops.clips]
     loop_clips = [
@@ -207,9 +212,10 @@ def pipeline_outputs(reference: Path) -> None:
     ]
     loop_width = loop_source.loop_columns
     concatenated, joins = plain_concatenation(butted, [k * loop_width for k in range(len(butted))])
-    print(f"| interpolate, 4 loops | concatenation | {figures(concatenated, joins)} |")
+    loops_name = f"interpolate, {len(loop_clips)} loops"
+    print(f"| {loops_name} | concatenation | {figures(concatenated, joins)} |")
     stitched = stitch(loop_clips, [clip.start for clip in loops.clips])
-    print(f"| interpolate, 4 loops | stitch | {figures(stitched, loops.join_samples())} |")
+    print(f"| {loops_name} | stitch | {figures(stitched, loops.join_samples())} |")
 
 
 def stereo_figures(audio: Audio) -> str:

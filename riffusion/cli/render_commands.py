@@ -39,7 +39,7 @@ from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, MAX_SEED, PromptInpu
 from riffusion.diffusion.schedulers import scheduler_name
 from riffusion.errors import RiffusionError
 from riffusion.jam import SEED_MODULUS, JamSettings
-from riffusion.render.engine import ClipSource, LoopSource, Renderer, RenderPlan
+from riffusion.render.engine import ClipSource, LoopSource, Normalization, Renderer, RenderPlan
 from riffusion.render.longform import (
     STEREO_MODES,
     StereoMode,
@@ -68,7 +68,9 @@ output_option = click.option(
     "-o", "--output", type=PATH, required=True, help="Audio file to write (wav, flac, ogg, mp3)."
 )
 images_dir_option = click.option(
-    "--images-dir", type=PATH, help="Folder to keep every spectrogram in (clip_NNNN.png)."
+    "--images-dir",
+    type=PATH,
+    help="Folder to keep every spectrogram in (clip_NNNN.png; riff adds source_NNNN.png).",
 )
 guidance_option = click.option(
     "--guidance",
@@ -107,7 +109,7 @@ def render_to_file(
     load: Callable[[], RiffusionPipeline],
     quality: Quality,
     scheduler: str | None,
-    normalize: str,
+    normalize: Normalization,
     description: str,
 ) -> None:
     """Load the model (load()), render plan with a progress bar, and write output; on Ctrl-C,
@@ -231,7 +233,8 @@ def seed_value(seed: int | None, name: str, limit: int = MAX_SEED + 1) -> int:
     default="pan",
     show_default=True,
     help="Stereo input: 'pan' re-imagines the mid channel (the model is mono) and puts the "
-    "track's panning back per frequency, keeping its stereo image; 'mono' writes mono.",
+    "track's panning back per frequency and time, so sounds stay where they were (width from "
+    "room or phase effects narrows); 'mono' writes mono.",
 )
 @images_dir_option
 @model_options

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ END_FADE_S = 0.01
 
 #: Called with (clip index, diffusion steps done, steps in this clip) before and after every step.
 RenderProgress = Callable[[int, int, int], None]
+
+#: How the finished audio is scaled: "peak" to -0.1 dBFS, "keep" the spectrogram's own level.
+Normalization = Literal["peak", "keep"]
 
 
 @dataclass(frozen=True)
@@ -151,11 +154,12 @@ class ClipSource(Protocol):
     init_images_vary: bool
 
     def init_image(self, clip: PlannedClip) -> Image.Image:
-        """The image img2img starts from for clip (plan.width columns wide)."""
+        """The image img2img starts from for clip."""
         ...
 
     def clip_mel(self, clip: PlannedClip, image: Image.Image) -> np.ndarray:
-        """Mel amplitudes (channels, mels, pre_roll + width) of the generated image for clip."""
+        """Mel amplitudes (channels, mels, pre_roll + plan.width) of the image generated for clip,
+        as it goes on the timeline (the Renderer keeps the first clip.length columns)."""
         ...
 
 
@@ -227,7 +231,7 @@ class Renderer:
         quality: Quality = "fast",
         scheduler: str | None = None,
         images_dir: Path | None = None,
-        normalize: str = "peak",
+        normalize: Normalization = "peak",
     ) -> None:
         if normalize not in ("peak", "keep"):
             raise RiffusionError(f"normalize must be 'peak' or 'keep', got {normalize!r}")
@@ -272,7 +276,8 @@ class Renderer:
                     save_spectrogram_image(init_image, path)
             mel = self.source.clip_mel(clip, image)[..., : clip.length]
             piece = self._stitcher.add(mel, clip.start)
-            # Counted together with the audio, so an interrupt never leaves the two out of step.
+            # An interrupt before the count leaves this clip out: finish() then cuts the audio
+            # where the counted clips end, whatever the stitcher holds.
             self._pieces.append(piece.samples)
             self._done += 1
             yield RenderedClip(

@@ -10,10 +10,11 @@ The model is trained on mono spectrograms, so stereo input cannot go through it 
 stereo="pan" (the default for stereo input) the mid channel (L + R) / 2 is re-imagined, and the
 input's panning is put back: for every mel bin and column the output's left and right amplitudes
 are the re-imagined mid's times 2 L / (L + R) and 2 R / (L + R) of the input (smoothed over 5 bins
-and 5 columns; silence counts as centred). Sounds stay where they were in the stereo field, left
-and right stay coherent (one generation, not two), and it costs one img2img per clip. What the
-model adds that the input did not have is placed where the input had energy at that frequency.
-stereo="mono" makes mono output.
+and 5 columns; silence counts as centred). The Stitcher gives both channels one phase. Sounds stay
+where they were in the stereo field, it costs one img2img per clip, and what the model adds is
+placed where the input had energy at that frequency. Width that came from phase or time
+differences between the channels (a room, a chorus) is not in a magnitude spectrogram and
+narrows (docs/benchmarks.md, "Stereo"). stereo="mono" makes mono output.
 
 interpolate renders one clip per alpha from a start to an end prompt, and jam an offline set from
 the jam engine; both play whole seed loops one after another (see engine.loop_plan).
