@@ -41,7 +41,6 @@ from riffusion.spectrogram.params import SpectrogramParams
 Quality = Literal["fast", "high", "original"]
 QUALITIES: tuple[str, ...] = ("fast", "high", "original")
 
-
 # Griffin-Lim iterations after the PGHI initial phase. On the benchmark's inputs "fast" beats
 # "original" from 3 iterations on; 5 leave a margin.
 _ITERATIONS = {"fast": 5, "high": 32}
@@ -135,10 +134,10 @@ class _Grid:
         inverse_mel: (mels, num_bins), mel amplitudes -> least-squares linear magnitudes.
         free_bin: first bin whose magnitude the iterations rescale instead of impose.
         band_start: first mel band touching a bin >= free_bin.
-        free_mel: (num_bins - free_bin + ..., mels - band_start) analysis filters seen from the
-            reconstruction bins (linear interpolation of the magnitudes onto the analysis bins),
-            rows from free_bin's lowest contributing bin; linear magnitudes -> mel amplitudes.
-        free_mel_offset: bin index of free_mel's first row.
+        free_mel: (num_bins - free_mel_offset, mels - band_start), linear magnitudes -> those
+            bands' mel amplitudes: the analysis filters seen from the reconstruction bins (whose
+            magnitudes are linearly interpolated onto the analysis bins).
+        free_mel_offset: first bin contributing to band band_start (free_mel's first row).
         spread: (mels - band_start, num_bins - free_bin), per-band gains -> per-bin gains
             (filter-weighted average of the gains of the bands covering each bin).
         bin_advance: (num_bins,), phase advance of each bin's centre frequency over one hop,
@@ -229,12 +228,12 @@ def _grid(params: SpectrogramParams, device: torch.device, dtype: torch.dtype) -
     spread = torch.where(coverage > 0, free_filters / coverage.clamp(min=1e-30), 0.0).T
 
     lam = _HANN_GAUSSIAN_VARIANCE * params.win_length**2
-    bins = torch.arange(num_bins, dtype=torch.float64)
+    bins = torch.arange(num_bins)
     # Exact modular arithmetic keeps the advance small however high the bin.
-    bin_advance = 2 * math.pi * ((torch.arange(num_bins) * hop) % n_fft).double() / n_fft
-    # torch.stft references phase to the frame start; the window peaks win_length / 2 later.
-    centre = (n_fft - params.win_length) // 2 + params.win_length / 2
-    frame_centre_phase = torch.remainder(-2 * math.pi * bins * centre / n_fft, 2 * math.pi)
+    bin_advance = 2 * math.pi * ((bins * hop) % n_fft).double() / n_fft
+    # torch.stft references phase to the frame start; the window peaks half a frame (n_fft / 2)
+    # later, which turns bin k's phase by -pi k.
+    frame_centre_phase = math.pi * (bins % 2).double()
 
     def to(tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(device=device, dtype=dtype).contiguous()
@@ -261,7 +260,7 @@ def _stft(waveform: torch.Tensor, grid: _Grid) -> torch.Tensor:
     """Centred STFT, (channels, samples) -> (channels, 1 + samples // hop frames, num_bins).
 
     Same frames as torch.stft(center=True, pad_mode="reflect"), but laid out frames-first and cut
-    to the bins in use.
+    to the bins in use (and zero-padded where the signal is too short to reflect).
     """
     pad = grid.n_fft // 2
     mode = "reflect" if waveform.shape[-1] > pad else "constant"
@@ -523,8 +522,9 @@ def reconstruct_waveform(
     """Waveform (channels, frames * hop_length) from mel amplitudes (channels, mels, frames).
 
     The waveform is in the amplitudes' units (int16-scaled for images riffusion writes). Works on
-    any device the tensor lives on. "fast" and "high" are deterministic; "original" starts from a
-    random phase drawn from generator (seed 0 when None, so it is deterministic too).
+    any device the tensor lives on. "fast" and "high" involve no randomness (on CPUs they are
+    bit-exact run to run; CUDA's index_add may round differently); "original" starts from a random
+    phase drawn from generator (seeded with 0 when None, so it repeats too).
     """
     if quality not in QUALITIES:
         raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
