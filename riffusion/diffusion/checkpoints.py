@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from riffusion.devices import resolve_device
+from riffusion.diffusion.downloads import DownloadProgress, reporting_downloads
 from riffusion.errors import RiffusionError
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def load_stable_diffusion(
     config: str | os.PathLike[str] | None = None,
     lora: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     lora_scale: float = 1.0,
+    download_progress: DownloadProgress | None = None,
 ) -> StableDiffusionPipeline:
     """Load a Stable Diffusion v1 checkpoint without its safety checker, on device in dtype.
 
@@ -108,6 +110,8 @@ def load_stable_diffusion(
         lora: LoRA weights to merge in: a .safetensors / .bin file, a folder or a Hub id; or a
             list of them.
         lora_scale: strength of the LoRA weights (1 = as trained).
+        download_progress: called with (bytes fetched, bytes in all) while a Hub checkpoint
+            downloads; never called when it is already cached.
     """
     from diffusers import StableDiffusionPipeline
 
@@ -161,6 +165,7 @@ def load_stable_diffusion(
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             common=common,
+            download_progress=download_progress,
         )
 
     if lora:
@@ -193,6 +198,7 @@ def _load_from_hub(
     cache_dir: str | os.PathLike[str] | None,
     local_files_only: bool,
     common: dict,
+    download_progress: DownloadProgress | None,
 ) -> StableDiffusionPipeline:
     """Download (once, with a progress bar) the parts of a Hub pipeline we use, then load them."""
     from diffusers import StableDiffusionPipeline
@@ -201,14 +207,15 @@ def _load_from_hub(
         # download() fetches only the component folders listed in model_index.json, skipping the
         # ones passed as None (safety checker, feature extractor) and stray root files such as
         # riffusion-model-v1.ckpt; a complete cached copy is used without going online.
-        folder = StableDiffusionPipeline.download(
-            repo_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            safety_checker=None,
-            feature_extractor=None,
-        )
+        with reporting_downloads(download_progress):
+            folder = StableDiffusionPipeline.download(
+                repo_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                safety_checker=None,
+                feature_extractor=None,
+            )
     except Exception as error:  # any failure here means: no usable copy of the weights
         raise _hub_error(repo_id, revision, error) from None
     return _load(

@@ -29,6 +29,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.audio import Audio
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, load_stable_diffusion
+from riffusion.diffusion.downloads import DownloadProgress
 from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, InferenceInput, PromptInput
 from riffusion.diffusion.prompt_embeddings import PromptEmbedder
 from riffusion.diffusion.schedulers import scheduler_class
@@ -139,6 +140,7 @@ class RiffusionPipeline(DiffusionPipeline):
         lora_scale: float = 1.0,
         local_files_only: bool = False,
         config: str | os.PathLike[str] | None = None,
+        download_progress: DownloadProgress | None = None,
     ) -> RiffusionPipeline:
         """Load a checkpoint: a Hub id, a diffusers folder or a single .ckpt / .safetensors file.
 
@@ -156,6 +158,7 @@ class RiffusionPipeline(DiffusionPipeline):
             config=config,
             lora=lora,
             lora_scale=lora_scale,
+            download_progress=download_progress,
         )
         return cls(
             vae=components.vae,

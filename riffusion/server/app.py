@@ -105,9 +105,16 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
         progress("importing the model libraries", None)
         from riffusion.diffusion.pipeline import RiffusionPipeline
 
+        def downloading(fetched: int, total: int) -> None:
+            if fetched < total:
+                gigabytes = f"{fetched / 1e9:.2f} of {total / 1e9:.2f} GB"
+                progress(f"downloading the weights: {gigabytes}", fetched / total)
+            else:
+                progress("loading weights", None)
+
         progress("loading weights", None)
         pipeline = RiffusionPipeline.load_checkpoint(
-            config.model, device=config.device, dtype=config.dtype
+            config.model, device=config.device, dtype=config.dtype, download_progress=downloading
         )
         progress("warming up", None)
         # One diffusion step (denoising 1 runs the whole one-step schedule) with guidance, so
