@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import platform
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ import torch
 from PIL import Image
 
 from riffusion import Audio, SpectrogramImageConverter
+from riffusion.diffusion.checkpoints import cpu_has_native_bf16
 from riffusion.testing import make_random_checkpoint
 
 REFERENCE_CLIP = Path(__file__).resolve().parents[1].parent / "shared/riffusion-reference/clip.wav"
@@ -90,6 +92,15 @@ class PeakMemory:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what platform knows elsewhere."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def seed_image() -> Image.Image:
@@ -183,7 +194,8 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
     stage_names = ["text encoder", "vae encode", "unet", "vae decode", "reconstruction"]
     print(
         f"\nOne 512x512 clip, seed image, denoising {args.denoising}, guidance {args.guidance}, "
-        f"{args.steps} steps; torch {torch.__version__}, {torch.get_num_threads()} threads\n"
+        f"{args.steps} steps; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"CPU {cpu_name()}, native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}\n"
     )
     header = [
         "",
