@@ -1,5 +1,5 @@
 """The jam WebSocket on the tiny checkpoint: clips in order, transitions, acknowledgements,
-falling behind, settings, and refused messages."""
+falling behind, settings, refused messages, and the clips' audio as one stitched stream."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile
 from fastapi.testclient import TestClient
 from PIL import Image
 from server_support import (
@@ -22,7 +24,14 @@ from server_support import (
 )
 from starlette.testclient import WebSocketTestSession
 
+from riffusion.render.joins import Stitcher, with_pre_roll
+from riffusion.seeds import load_seed_image
+from riffusion.seeds.images import TempoTag, image_timing
+from riffusion.seeds.timing import retime_columns
 from riffusion.server.app import create_app
+from riffusion.server.jam_audio import LEVEL_DB, JamAudioStream, soft_limit
+from riffusion.server.schemas import InferenceInputModel
+from riffusion.spectrogram.image import mel_amplitudes_from_image
 
 # Quick clips: the 64-px seed, one diffusion step, two clips per sweep.
 JAM_SETTINGS = {
@@ -34,9 +43,27 @@ JAM_SETTINGS = {
 }
 
 
+# A 64-px seed tagged as one beat at 100 BPM: it plays stretched to 60 columns (0.6 s).
+TEMPO_SEED_ID = "tiny_tempo_seed"
+TEMPO_SEED_COLUMNS = 60
+SAMPLE_RATE = 44100
+HOP = 441
+# Columns the docs/longform.md recipe crossfades loops over (each loop's pre-roll).
+LOOP_OVERLAP = 20
+
+
 @pytest.fixture(scope="module")
 def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_seed_images(tmp_path_factory.mktemp("jam") / "seeds")
+    folder = write_seed_images(tmp_path_factory.mktemp("jam") / "seeds")
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, size=(TINY_SEED_SIZE[1], TINY_SEED_SIZE[0]), dtype=np.uint8)
+    image = Image.fromarray(pixels, mode="L").convert("RGB")
+    exif = image.getexif()
+    exif[int(TempoTag.BPM)] = 100.0
+    exif[int(TempoTag.BEATS)] = 1
+    exif[int(TempoTag.BEATS_PER_BAR)] = 1
+    image.save(folder / f"{TEMPO_SEED_ID}.png", exif=exif)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +132,10 @@ def test_clips_arrive_in_order_and_a_new_prompt_makes_a_transition(client: TestC
     assert inputs[2]["end"]["prompt"] == "jazz piano"
 
     clip = clips[0]
-    assert clip["duration_s"] == pytest.approx(0.64)
-    assert clip["audio"].startswith("data:audio/mpeg;base64,")
+    # The first clip's audio stops where the next clip's crossfade may begin (see the stream test).
+    assert clip["image_duration_s"] == pytest.approx(0.64)
+    assert 0 < clip["duration_s"] < 0.64
+    assert clip["audio"].startswith("data:audio/flac;base64,")
     jpeg = base64.b64decode(clip["image"].removeprefix("data:image/jpeg;base64,"))
     assert Image.open(io.BytesIO(jpeg)).size == TINY_SEED_SIZE
     assert inputs[0]["seed_image_id"] == TINY_SEED_ID and inputs[0]["num_inference_steps"] == 2
@@ -209,3 +238,154 @@ def test_jam_waits_for_the_model_and_reports_loading(seed_images: Path, tiny_pip
         assert status["model"]["progress"] == 0.5
         loader.release()
         assert receive(socket, "clip")["index"] == 0
+
+
+# ---------------------------------------------------------------- the audio: one stitched stream
+
+
+def decoded(clip: dict[str, Any]) -> np.ndarray:
+    """The clip's audio, decoded: (channels, frames) float32."""
+    flac = base64.b64decode(clip["audio"].removeprefix("data:audio/flac;base64,"))
+    samples, rate = soundfile.read(io.BytesIO(flac), dtype="float32", always_2d=True)
+    assert rate == SAMPLE_RATE
+    return samples.T
+
+
+def frames(seconds: float) -> int:
+    """seconds as a whole number of frames (the messages' times are frames / 44100)."""
+    count = round(seconds * SAMPLE_RATE)
+    assert abs(seconds * SAMPLE_RATE - count) < 1e-6, seconds
+    return count
+
+
+def reference_pieces(
+    pipeline: Any, clips: list[dict[str, Any]], seed_images: Path
+) -> tuple[list[np.ndarray], int]:
+    """What the clips' audio should be: each image generated again from the clip's input and
+    the loops joined by docs/longform.md's recipe (a Stitcher, each loop after the first with a
+    0.2 s pre-roll, a tempo-tagged seed stretched to its tempo). Returns (the audio each add()
+    made final, the frames still held back at the end)."""
+    params = pipeline.spectrogram_params
+    stitcher = Stitcher(params, "fast", max_overlap_columns=LOOP_OVERLAP)
+    column = 0
+    pieces = []
+    for index, clip in enumerate(clips):
+        inputs = InferenceInputModel.model_validate(clip["input"]).to_inference_input()
+        seed = load_seed_image(inputs.seed_image_id, seed_images)
+        mel = mel_amplitudes_from_image(pipeline.riffuse(inputs, seed), params)
+        timing = image_timing(seed)
+        if timing is not None:
+            mel = retime_columns(mel, timing.playback_columns)
+        pre_roll = LOOP_OVERLAP if index else 0
+        pieces.append(stitcher.add(with_pre_roll(mel, pre_roll), column - pre_roll).samples)
+        column += mel.shape[-1]
+    return pieces, stitcher.finish().num_frames
+
+
+def test_clip_audio_is_one_stitched_stream_across_transitions_and_settings(
+    client: TestClient, seed_images: Path, tiny_pipeline: Any
+) -> None:
+    with client.websocket_connect("/api/jam") as socket:
+        socket.send_json(
+            {"type": "start", "prompt": "lofi beat", "settings": JAM_SETTINGS, "clips_ahead": 2}
+        )
+        # A transition at the first rollover (clip 2) ...
+        socket.send_json({"type": "prompt", "prompt": "jazz piano"})
+        clips = [receive(socket, "clip"), receive(socket, "clip")]
+        # ... and a seed of another tempo and length from clip 2 on.
+        socket.send_json({"type": "settings", "settings": {"seed_image_id": TEMPO_SEED_ID}})
+        for index in range(2):
+            socket.send_json({"type": "played", "index": index})
+            clips.append(receive(socket, "clip"))
+        # Two ahead of clip 1: nothing more is generated, so the model is free for the reference.
+        receive_status(socket, generated=4)
+
+    assert [clip["state"] for clip in clips] == ["SAME_PROMPT"] * 2 + ["TRANSITION"] * 2
+    assert [clip["input"]["seed_image_id"] for clip in clips] == [TINY_SEED_ID] * 2 + [
+        TEMPO_SEED_ID
+    ] * 2
+    audio = [decoded(clip) for clip in clips]
+    lengths = [piece.shape[-1] for piece in audio]
+    assert [frames(clip["duration_s"]) for clip in clips] == lengths
+
+    # Placed as whole loops one after another, the tempo-tagged seed at its tempo.
+    widths = [64, 64, TEMPO_SEED_COLUMNS, TEMPO_SEED_COLUMNS]
+    assert [frames(clip["image_duration_s"]) for clip in clips] == [w * HOP for w in widths]
+    assert [frames(clip["image_start_s"]) for clip in clips] == [
+        sum(widths[:index]) * HOP for index in range(4)
+    ]
+    # Each clip's audio starts exactly where the previous one's ended.
+    assert [frames(clip["audio_start_s"]) for clip in clips] == [
+        sum(lengths[:index]) for index in range(4)
+    ]
+
+    expected, held_back = reference_pieces(tiny_pipeline, clips, seed_images)
+    # To the sample: each piece is what the stitcher made final with its clip, and what was
+    # sent plus what it still holds back is the whole plan.
+    assert lengths == [piece.shape[-1] for piece in expected]
+    assert sum(lengths) + held_back == sum(widths) * HOP
+
+    received = np.concatenate(audio, axis=-1)[0]
+    reference = np.concatenate(expected, axis=-1)[0]
+    # The session's gain puts the first piece's peak at -3 dBFS; louder peaks later are bent by
+    # the limiter above that, so compare where the stream is linear.
+    gain = 10 ** (-3 / 20) / np.abs(expected[0]).max()
+    linear = np.abs(reference * gain) < 0.7
+    assert linear.mean() > 0.9
+    error = np.abs(received - reference * gain)[linear]
+    assert error.max() < 1e-4, f"stream differs from the stitched reference by {error.max():.2g}"
+    assert np.abs(received).max() < 1.0
+    # No discontinuity where one clip's audio meets the next: the sample step across each
+    # boundary is the stitched waveform's own.
+    steps = np.diff(received)
+    reference_steps = np.diff(reference * gain)
+    for boundary in np.cumsum(lengths)[:-1]:
+        assert steps[boundary - 1] == pytest.approx(reference_steps[boundary - 1], abs=1e-4)
+
+
+def test_a_new_start_begins_a_new_stream(client: TestClient) -> None:
+    start = {"type": "start", "prompt": "drums", "settings": JAM_SETTINGS, "clips_ahead": 1}
+    with client.websocket_connect("/api/jam") as socket:
+        socket.send_json(start)
+        first = receive(socket, "clip")
+        socket.send_json({"type": "played", "index": 0})
+        second = receive(socket, "clip")
+        assert frames(second["audio_start_s"]) == decoded(first).shape[-1]
+        receive_status(socket, generated=2)
+
+        socket.send_json(start)
+        again = receive(socket, "clip")
+    # The same jam from the start: a fresh stitcher gives exactly the same first piece.
+    assert again["index"] == 0
+    assert again["audio_start_s"] == 0 and again["image_start_s"] == 0
+    assert again["audio"] == first["audio"]
+
+
+def test_the_stream_level_is_set_by_its_first_sound_and_limited_softly(
+    tiny_pipeline: Any,
+) -> None:
+    params = tiny_pipeline.spectrogram_params
+    stream = JamAudioStream(params)
+    inputs = InferenceInputModel.model_validate(
+        {"alpha": 0.5, "start": {"prompt": "a", "seed": 1}, "end": {"prompt": "a", "seed": 2}}
+    ).to_inference_input()
+    silence = Image.new("RGB", TINY_SEED_SIZE, "white")
+    rng = np.random.default_rng(2)
+    noise = Image.fromarray(rng.integers(0, 200, (512, 64), dtype=np.uint8)).convert("RGB")
+    first = stream.add(silence, silence, inputs)
+    assert not first.audio.samples.any()
+    # The first piece with sound sets the gain: its peak lands on the level.
+    second = stream.add(noise, noise, inputs)
+    assert np.abs(second.audio.samples).max() == pytest.approx(10 ** (LEVEL_DB / 20), rel=1e-5)
+    assert second.start == first.audio.num_frames
+
+    threshold = 10 ** (LEVEL_DB / 20)
+    ramp = np.linspace(-4, 4, 80001, dtype=np.float32)
+    limited = soft_limit(ramp, threshold)
+    quiet = np.abs(ramp) <= threshold
+    assert np.array_equal(limited[quiet], ramp[quiet])
+    assert np.abs(limited).max() <= 1.0
+    assert soft_limit(np.float32([1.0]), threshold)[0] < 0.97
+    # Monotonic, and never steeper than the input: a continuous waveform stays continuous.
+    steps = np.diff(limited)
+    assert (steps >= 0).all() and steps.max() <= np.diff(ramp).max() * (1 + 1e-4)

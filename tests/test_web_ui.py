@@ -4,7 +4,7 @@
 They skip (with the reason) where Playwright or /usr/bin/chromium is missing; .ci/run installs
 both. The Playwright browser download is not used: Chromium comes from the system.
 
-Clips from the tiny model are noise, but they travel the whole way: WebSocket, MP3 decoding, Web
+Clips from the tiny model are noise, but they travel the whole way: WebSocket, FLAC decoding, Web
 Audio scheduling, WebGL. A seed image 256 columns wide (2.56 s) keeps phase reconstruction, the
 slow part on a CPU, short.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import socket
@@ -52,6 +53,7 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 
+SAMPLE_RATE = 44100
 SEED_ID = "browser_seed"
 OTHER_SEED_ID = "browser_seed_two"
 SEED_WIDTH = 256  # 2.56 s clips
@@ -142,7 +144,8 @@ def browser():
 
 
 class Tab:
-    """A page, with the JavaScript errors it raised and the WebSocket messages it sent."""
+    """A page, with the JavaScript errors it raised, the WebSocket messages it sent and the clip
+    messages it received."""
 
     def __init__(self, browser, **context_options: Any) -> None:
         self.context = browser.new_context(**context_options)
@@ -150,6 +153,7 @@ class Tab:
         self.errors: list[str] = []
         self.idle_canvas: np.ndarray | None = None
         self.sent: list[dict[str, Any]] = []
+        self.clips: list[dict[str, Any]] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on("websocket", self._watch)
 
@@ -158,7 +162,14 @@ class Tab:
             with contextlib.suppress(ValueError, TypeError):
                 self.sent.append(json.loads(payload))
 
+        def received(payload: str | bytes) -> None:
+            with contextlib.suppress(ValueError, TypeError):
+                message = json.loads(payload)
+                if message.get("type") == "clip":
+                    self.clips.append(message)
+
         socket.on("framesent", sent)
+        socket.on("framereceived", received)
 
     def sent_of_type(self, kind: str) -> list[dict[str, Any]]:
         return [message for message in self.sent if message.get("type") == kind]
@@ -242,10 +253,14 @@ def test_typing_a_prompt_makes_clips_arrive_and_audio_time_advance(jam):
     clip = jam.value("riffusion.jam.received[0]")
     assert clip["state"] == "SAME_PROMPT"
     assert clip["input"]["seed_image_id"] == SEED_ID
-    assert clip["duration_s"] == pytest.approx(SEED_WIDTH / 100, abs=0.02)
-    # The audio decoded to the clip's length.
-    duration = jam.value("riffusion.jam.current.buffer.duration")
-    assert duration == pytest.approx(SEED_WIDTH / 100, abs=0.1)
+    assert clip["image_duration_s"] == pytest.approx(SEED_WIDTH / 100)
+    # The first clip's audio stops short of its end, where the next one's crossfade may begin.
+    assert 0 < clip["duration_s"] < SEED_WIDTH / 100
+    # The audio of the clip playing now decoded to exactly the length the server gave it.
+    frames, duration = jam.value(
+        "[riffusion.jam.current.buffer.length, riffusion.jam.current.message.duration_s]"
+    )
+    assert frames == round(duration * SAMPLE_RATE)
 
 
 def test_timeline_draws_the_spectrogram_in_3d(jam):
@@ -315,6 +330,136 @@ def test_space_pauses_and_resumes(jam):
     page.wait_for_function("riffusion.jam.scheduler.context.state === 'running'")
     jam.wait_sent("resume")
     assert page.get_attribute("#play-button", "aria-label") == "Pause"
+
+
+def test_clip_audio_plays_back_to_back_to_the_sample(jam):
+    page = jam.page
+    # Freeze the audio clock without telling the server: it still fills its clips_ahead, and
+    # every clip that arrives now joins the one before (none can be late).
+    page.evaluate("riffusion.jam.scheduler.context.suspend()")
+    page.wait_for_function(
+        "riffusion.jam.scheduler.log.filter(e => e.joined).length >= 2", timeout=CLIP_TIMEOUT_MS
+    )
+    page.wait_for_timeout(300)  # let the clip being decoded, if any, be scheduled
+    log = jam.value("riffusion.jam.scheduler.log")
+    sent = {clip["index"]: clip for clip in jam.clips}
+    assert len(log) >= 3
+    for entry in log:
+        clip = sent[entry["index"]]
+        # Decoded to exactly the frames the server says, at the stream's rate.
+        assert entry["sampleRate"] == SAMPLE_RATE
+        assert entry["frames"] == round(clip["duration_s"] * SAMPLE_RATE)
+    for previous, entry in itertools.pairwise(log):
+        before, clip = sent[previous["index"]], sent[entry["index"]]
+        continues = clip["audio_start_s"] == pytest.approx(
+            before["audio_start_s"] + before["duration_s"], abs=0.5 / SAMPLE_RATE
+        )
+        assert continues, "the server's stream has a hole"
+        if entry["joined"]:
+            # On the very frame where the previous clip's audio ends: no gap, no overlap.
+            assert entry["startFrame"] == previous["startFrame"] + previous["frames"]
+        else:
+            # Only after a gap (generation fell behind) does a clip start afresh.
+            assert entry["startFrame"] > previous["startFrame"] + previous["frames"]
+
+    # The timeline draws each clip's image where its audio places it, not where its audio starts.
+    drawn = jam.value("riffusion.jam.timeline.clips.map(c => ({index: c.index, start: c.start}))")
+    starts = {entry["index"]: entry["startFrame"] / SAMPLE_RATE for entry in log}
+    checked = 0
+    for clip in drawn:
+        if clip["index"] in starts:
+            message = sent[clip["index"]]
+            offset = message["image_start_s"] - message["audio_start_s"]
+            assert clip["start"] == pytest.approx(starts[clip["index"]] + offset, abs=1e-6)
+            checked += 1
+    assert checked >= 2
+
+    # Rendered through Web Audio, the run of joined clips is their audio concatenated, sample
+    # for sample (past the run's 10 ms fade-in and before its fade-out).
+    runs: list[list[dict[str, Any]]] = []
+    for entry in log:
+        if entry["joined"]:
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    run = [run for run in runs if len(run) >= 2][-1]
+    urls = [sent[entry["index"]]["audio"] for entry in run]
+    error = page.evaluate(
+        """async (urls) => {
+            const { AudioScheduler } = await import("/js/audio-scheduler.js");
+            const { decodeAudioDataUrl } = await import("/js/media.js");
+            const rate = 44100;
+            const decoder = new OfflineAudioContext(1, 1, rate);
+            const buffers = [];
+            for (const url of urls) buffers.push(await decodeAudioDataUrl(url, decoder));
+            const total = buffers.reduce((sum, b) => sum + b.length, 0);
+            const context = new OfflineAudioContext(1, total + rate, rate);
+            const scheduler = new AudioScheduler({ context, startDelay: 0 });
+            buffers.forEach((buffer, i) => scheduler.enqueue({ buffer, continues: i > 0 }));
+            const first = scheduler.log[0].startFrame;
+            const rendered = (await context.startRendering()).getChannelData(0);
+            const fade = Math.round(0.01 * rate);
+            let error = 0;
+            let at = first;
+            for (const buffer of buffers) {
+                const samples = buffer.getChannelData(0);
+                for (let i = 0; i < samples.length; i += 1, at += 1) {
+                    if (at < first + fade || at >= first + total - fade) continue;
+                    error = Math.max(error, Math.abs(rendered[at] - samples[i]));
+                }
+            }
+            return error;
+        }""",
+        urls,
+    )
+    assert error < 1e-6, f"the rendered run differs from the clips' audio by {error}"
+    page.evaluate("riffusion.jam.scheduler.context.resume()")
+
+
+def test_a_late_clip_fades_in_after_the_gap_and_a_joined_one_does_not(server, tab):
+    page = tab.page
+    page.goto(server.url)
+    page.wait_for_function("window.riffusion")
+    result = page.evaluate(
+        """async () => {
+            const { AudioScheduler } = await import("/js/audio-scheduler.js");
+            const rate = 44100;
+            const context = new OfflineAudioContext(1, rate * 2, rate);
+            const scheduler = new AudioScheduler({ context, startDelay: 0.1 });
+            const piece = () => {
+                const buffer = new AudioBuffer({ length: rate / 4, sampleRate: rate });
+                buffer.getChannelData(0).fill(0.5);
+                return buffer;
+            };
+            scheduler.enqueue({ buffer: piece(), continues: false });
+            // The next piece of the same stream arrives only after the first has ended (0.35 s),
+            // and the one after it while that is still playing.
+            context.suspend(0.5).then(() => {
+                scheduler.enqueue({ buffer: piece(), continues: true });
+                scheduler.enqueue({ buffer: piece(), continues: true });
+                context.resume();
+            });
+            const rendered = Array.from((await context.startRendering()).getChannelData(0));
+            return { log: scheduler.log, rendered };
+        }"""
+    )
+    log, rendered = result["log"], np.array(result["rendered"])
+    assert [entry["joined"] for entry in log] == [False, False, True]
+    fade = round(0.01 * SAMPLE_RATE)
+    first, late, joined = (entry["startFrame"] for entry in log)
+    length = SAMPLE_RATE // 4
+    assert late > first + length, "the late piece must wait for its own start, after the gap"
+    assert joined == late + length
+    # Nothing joined the first piece: its end fades out instead of stopping dead.
+    assert rendered[first + length - 1] < 0.01
+    assert rendered[first + length - fade - 1] == pytest.approx(0.5, abs=1e-3)
+    assert np.all(rendered[first + length : late] == 0)
+    # After the gap the stream fades in ...
+    assert rendered[late] < 0.01
+    assert rendered[late + fade + 1] == pytest.approx(0.5, abs=1e-3)
+    # ... and the piece that joined it follows with no fade between them.
+    assert np.allclose(rendered[late + fade + 1 : joined + length - fade - 1], 0.5, atol=1e-6)
+    assert rendered[joined + length - 1] < 0.01
 
 
 # ---------------------------------------------------------------- share links

@@ -4,6 +4,10 @@ client's playhead, each pushed as soon as it is ready. docs/api.md defines the m
 Two tasks serve a connection: one reads the client's messages and steers the engine, the other
 generates clips while the playhead is less than clips_ahead behind. Both run on the event loop,
 so the session's state needs no lock; only sending is serialised.
+
+The clips' audio is one continuous stream per jam (riffusion.server.jam_audio): the worker renders
+each clip's image only, and the generating task joins it onto the session's stream off the event
+loop, one clip at a time, in order, before the clip is sent. Every "start" begins a new stream.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import torch
+from PIL import Image
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from riffusion.errors import RiffusionError
 from riffusion.jam import JamClip, JamEngine, JamSettings
+from riffusion.server.jam_audio import WIRE_FORMAT, JamAudioPiece, JamAudioStream
 from riffusion.server.library import SeedLibrary
 from riffusion.server.model import ModelHolder, ModelNotReady
 from riffusion.server.schemas import (
@@ -36,7 +43,14 @@ from riffusion.server.schemas import (
     StartMessage,
     StatusMessage,
 )
-from riffusion.server.worker import InferenceWorker, Job, QueueFull, RenderedClip, job_result
+from riffusion.server.worker import (
+    InferenceWorker,
+    Job,
+    QueueFull,
+    RenderedClip,
+    data_url,
+    job_result,
+)
 
 # How often (s) a session looks at the model while it is loading, to pass its progress on.
 MODEL_POLL_S = 0.5
@@ -79,6 +93,8 @@ class JamSession:
         self.library = library
         self.health = health
         self.engine: JamEngine | None = None
+        # The jam's audio so far; replaced by every "start".
+        self.stream: JamAudioStream | None = None
         # Bumped by every "start": clips of an earlier jam still in flight are then discarded.
         self.epoch = 0
         self.clips_ahead = 3
@@ -199,6 +215,7 @@ class JamSession:
         if self.job is not None:
             self.worker.cancel(self.job)
         self.engine = engine
+        self.stream = None  # made with the first clip, when the model is there to ask
         self.epoch += 1
         self.clips_ahead = message.clips_ahead
         self.played = -1
@@ -259,42 +276,85 @@ class JamSession:
             if self.pending is None:
                 self.pending = self.engine.next_clip()
             clip = self.pending
+            joining = False
             try:
-                rendered = await self._render(clip)
+                done = await self._render(clip)
+                if done is None or epoch != self.epoch:
+                    continue  # refused for now, or replaced by a new jam
+                rendered, seed_image = done
+                joining = True
+                piece, audio = await self._join(clip, rendered, seed_image)
             except Exception as error:  # whatever it is, the client hears of it; the jam lives
                 if epoch == self.epoch:
-                    if not isinstance(error, RiffusionError):
-                        logger.exception("jam clip %d failed", clip.index)
-                    # The same clip would likely fail again: stop until the client resumes.
-                    self.paused = True
-                    await self.send_error(f"clip {clip.index} failed: {error}; jam paused")
-                    await self.send_status()
+                    await self._failed(clip, error, joining)
                 continue
-            if rendered is None or epoch != self.epoch:
-                continue  # refused for now, or replaced by a new jam
+            if epoch != self.epoch:
+                continue  # replaced by a new jam while its audio was being made
             self.pending = None
             self.generated += 1
             self.last_prompt = clip.prompt
-            await self._send(
-                ClipMessage(
-                    index=clip.index,
-                    image=rendered.image_url,
-                    audio=rendered.audio_url,
-                    duration_s=rendered.duration_s,
-                    input=InferenceInputModel.from_inference_input(clip.input),
-                    state=clip.state,
-                    prompt=clip.prompt,
-                ).model_dump(mode="json")
-            )
+            await self._send(self._clip_message(clip, rendered, piece, audio))
             await self.send_status()
 
-    async def _render(self, clip: JamClip) -> RenderedClip | None:
-        """The clip rendered, or None when it could not be now (queue full, job dropped)."""
+    async def _failed(self, clip: JamClip, error: Exception, joining: bool) -> None:
+        if not isinstance(error, RiffusionError):
+            logger.exception("jam clip %d failed", clip.index)
+        if joining:
+            # A stream that failed mid-join cannot be trusted: the next clip starts a new one.
+            self.stream = None
+        # The same clip would likely fail again: stop until the client resumes.
+        self.paused = True
+        await self.send_error(f"clip {clip.index} failed: {error}; jam paused")
+        await self.send_status()
+
+    async def _join(
+        self, clip: JamClip, rendered: RenderedClip, seed_image: Image.Image
+    ) -> tuple[JamAudioPiece, bytes]:
+        """Join the rendered clip onto the jam's stream: (its piece, the piece encoded)."""
+        assert rendered.image is not None
+        if self.stream is None:
+            pipeline = self.model.pipeline()
+            # Reconstruction runs on CUDA when the model does; MPS lacks some FFT ops.
+            cuda = pipeline.device.type == "cuda"
+            self.stream = JamAudioStream(
+                pipeline.spectrogram_params,
+                self.worker.quality,
+                pipeline.device if cuda else torch.device("cpu"),
+            )
+        stream = self.stream
+
+        def join() -> tuple[JamAudioPiece, bytes]:
+            piece = stream.add(rendered.image, seed_image, clip.input)
+            return piece, piece.encoded()
+
+        return await run_in_threadpool(join)
+
+    @staticmethod
+    def _clip_message(
+        clip: JamClip, rendered: RenderedClip, piece: JamAudioPiece, audio: bytes
+    ) -> dict[str, Any]:
+        rate = piece.sample_rate
+        return ClipMessage(
+            index=clip.index,
+            image=rendered.image_url,
+            audio=data_url(WIRE_FORMAT[1], audio),
+            duration_s=piece.audio.duration_s,
+            audio_start_s=piece.start / rate,
+            image_start_s=piece.image_start / rate,
+            image_duration_s=piece.image_frames / rate,
+            input=InferenceInputModel.from_inference_input(clip.input),
+            state=clip.state,
+            prompt=clip.prompt,
+        ).model_dump(mode="json")
+
+    async def _render(self, clip: JamClip) -> tuple[RenderedClip, Image.Image] | None:
+        """The clip's image rendered (no audio) and the seed image it started from, or None when
+        it could not be now (queue full, job dropped)."""
         init_image, mask = await run_in_threadpool(
             self.library.images, clip.input.seed_image_id, clip.input.mask_image_id
         )
         try:
-            self.job = self.worker.submit(clip.input, init_image, mask)
+            self.job = self.worker.submit(clip.input, init_image, mask, with_audio=False)
         except QueueFull as error:
             await asyncio.sleep(error.retry_after_s)
             return None
@@ -307,4 +367,4 @@ class JamSession:
         # Dropped from the queue, or stopped while running (the pipeline raised Cancelled).
         if job.future.cancelled() or job.cancel_event.is_set():
             return None
-        return job.future.result()
+        return job.future.result(), init_image

@@ -259,9 +259,20 @@ ClientMessage = Annotated[
 # --- Jam WebSocket: server to client ------------------------------------------------------------
 
 
-class ClipMessage(InferenceOutputModel):
+class ClipMessage(BaseModel):
+    """A jam clip. Its audio is the piece of the session's one stitched stream that became final
+    with it; positions in that stream are seconds from its first sample (docs/api.md)."""
+
     type: Literal["clip"] = "clip"
     index: int
+    image: str = Field(description="the spectrogram, data:image/jpeg;base64,...")
+    audio: str = Field(description="the stream's next piece, data:audio/flac;base64,... (FLAC)")
+    duration_s: float = Field(description="length of the audio: its frames / 44100, seconds")
+    audio_start_s: float = Field(
+        description="where the audio starts in the stream: where the previous clip's ended"
+    )
+    image_start_s: float = Field(description="where the clip's image starts in the stream")
+    image_duration_s: float = Field(description="how long the clip's image lasts as played")
     input: InferenceInputModel
     state: JamState
     prompt: str = Field(description="where the clip is heading: input.end.prompt")

@@ -4,7 +4,8 @@ answers 429) instead of letting waits grow without bound. A request whose client
 taken out of the queue, or, if already running, stopped at the next diffusion step.
 
 Each job is rendered completely on the worker thread: diffusion, phase reconstruction and encoding
-to JPEG and MP3, so the event loop only ever waits on a future.
+to JPEG and MP3 (or diffusion and JPEG alone, for a job without audio), so the event loop only
+ever waits on a future.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ class RenderedClip:
 
     Attributes:
         jpeg: the spectrogram image as JPEG (spectrogram parameters in its EXIF).
-        mp3: its audio as MP3.
-        duration_s: length of the audio, seconds.
+        mp3: its audio as MP3; empty for a job submitted with_audio=False.
+        duration_s: length of the audio, seconds; 0 for a job submitted with_audio=False.
+        image: the generated spectrogram itself.
     """
 
     jpeg: bytes
     mp3: bytes
     duration_s: float
+    image: Image.Image | None = None
 
     @property
     def image_url(self) -> str:
@@ -79,14 +82,23 @@ def data_url(mime_type: str, data: bytes) -> str:
 
 
 class Job:
-    """One generation waiting for or running on the worker; its result arrives in future."""
+    """One generation waiting for or running on the worker; its result arrives in future.
+
+    with_audio=False skips phase reconstruction and MP3 encoding: for callers that make the
+    audio themselves from the result's image (the jam joins its clips' audio).
+    """
 
     def __init__(
-        self, inputs: InferenceInput, init_image: Image.Image, mask_image: Image.Image | None
+        self,
+        inputs: InferenceInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None,
+        with_audio: bool = True,
     ) -> None:
         self.inputs = inputs
         self.init_image = init_image
         self.mask_image = mask_image
+        self.with_audio = with_audio
         self.future: concurrent.futures.Future[RenderedClip] = concurrent.futures.Future()
         # Checked by the pipeline between diffusion steps.
         self.cancel_event = threading.Event()
@@ -174,16 +186,22 @@ class InferenceWorker:
             return len(self._queue)
 
     def submit(
-        self, inputs: InferenceInput, init_image: Image.Image, mask_image: Image.Image | None
+        self,
+        inputs: InferenceInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None,
+        with_audio: bool = True,
     ) -> Job:
         """Queue a generation; its RenderedClip (or exception) arrives in job.future.
+
+        with_audio=False: the clip comes without audio (see Job).
 
         Raises:
             ModelNotReady: the model is loading or failed to load.
             QueueFull: capacity jobs are already waiting.
         """
         self.model.pipeline()  # raises ModelNotReady
-        job = Job(inputs, init_image, mask_image)
+        job = Job(inputs, init_image, mask_image, with_audio)
         with self._condition:
             if self._stopping:
                 raise RuntimeError("the inference worker has stopped")
@@ -253,7 +271,9 @@ class InferenceWorker:
         image = pipeline.riffuse(
             job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event
         )
-        audio = pipeline.audio_from_image(image, quality=self.quality)
         jpeg = io.BytesIO()
         image.save(jpeg, format="JPEG", quality=JPEG_QUALITY, exif=image.getexif())
-        return RenderedClip(jpeg.getvalue(), audio.to_bytes("mp3"), audio.duration_s)
+        if not job.with_audio:
+            return RenderedClip(jpeg.getvalue(), b"", 0.0, image)
+        audio = pipeline.audio_from_image(image, quality=self.quality)
+        return RenderedClip(jpeg.getvalue(), audio.to_bytes("mp3"), audio.duration_s, image)

@@ -1,37 +1,61 @@
-// Gapless playback of a stream of clips through the Web Audio API.
+// Sample-exact playback of the jam's audio through the Web Audio API.
 //
-// Every clip is scheduled on the AudioContext's own clock the moment it arrives, right where the
-// previous one ends (overlapping it by a short crossfade), so playback never depends on timers
-// firing on time: a busy or background tab still plays seamlessly. Pause suspends the context,
-// which freezes that clock, so resuming continues exactly where it stopped.
+// The server sends the jam as one continuous waveform cut into pieces, one per clip (docs/api.md,
+// "Audio of the jam's clips"). Each piece is scheduled on the AudioContext's own clock the moment
+// it arrives, on the very frame where the previous one ends, with no crossfade: back to back, the
+// pieces are the waveform they were cut from. Playback never depends on timers firing on time, so
+// a busy or background tab still plays seamlessly. Pause suspends the context, which freezes that
+// clock, so resuming continues exactly where it stopped.
 //
-// Events: "clipstart" (detail: the entry that started playing), "clipend", "starved" (nothing
-// left to play), "statechange".
+// A piece that does not carry on from the previous one (the first of a new jam), or that arrives
+// too late to join it (generation fell behind: the music ran out), starts a new run: it fades in
+// over FADE_S, after silence. The end of every run is set to fade out over its last FADE_S in case
+// nothing joins it; a piece that joins in time cancels that fade before it begins.
+//
+// Events: "clipstart" (detail: the entry whose image started playing), "clipend", "starved"
+// (nothing left to play), "statechange".
+
+const FADE_S = 0.01; // fade-in of a new run, and fade-out of a run nothing joined
+const LOG_LENGTH = 200; // entries kept in `log`
 
 export class AudioScheduler extends EventTarget {
-  constructor({ crossfade = 0.04, startDelay = 0.12 } = {}) {
+  /**
+   * startDelay: headroom (s) before the first piece of a run, so that it is not scheduled in the
+   * past. joinLead: how far ahead (s) a run's fade-out must still be for a piece to join it.
+   * sampleRate: of the context (the stream's, so that decoding never resamples a piece on its own).
+   * context: an existing (for example offline) AudioContext to play through.
+   */
+  constructor({ startDelay = 0.12, joinLead = 0.05, sampleRate = 44100, context = null } = {}) {
     super();
-    this.crossfade = crossfade; // seconds of overlap between consecutive clips
-    this.startDelay = startDelay; // headroom for the first clip after silence
+    this.startDelay = startDelay;
+    this.joinLead = joinLead;
+    this.sampleRate = sampleRate;
     this.context = null;
     this.master = null;
-    this.entries = []; // scheduled, not yet finished: {clip, start, end, source, gain, offset}
-    this.tail = 0; // context time where the last scheduled clip ends
+    this.entries = []; // scheduled, not yet finished: see enqueue()
+    this.log = []; // what was scheduled, newest last (for the browser tests and debugging)
+    this.run = null; // the run the next piece may join: {gain, endFrame}
     this.musicTail = 0; // seconds of music scheduled so far
     this.current = null;
+    this.lastFinished = null;
     this.starved = false;
     this.timer = null;
+    if (context) this.attach(context);
+  }
+
+  attach(context) {
+    this.context = context;
+    this.master = context.createGain();
+    this.master.connect(context.destination);
+    context.addEventListener("statechange", () => this.emit("statechange"));
+    this.timer = setInterval(() => this.tick(), 50);
   }
 
   /** Create or resume the AudioContext. Call from a user gesture (a click, a key press). */
   async ensureContext() {
     if (!this.context) {
       const Context = window.AudioContext || window.webkitAudioContext;
-      this.context = new Context({ latencyHint: "playback" });
-      this.master = this.context.createGain();
-      this.master.connect(this.context.destination);
-      this.context.addEventListener("statechange", () => this.emit("statechange"));
-      this.timer = setInterval(() => this.tick(), 50);
+      this.attach(new Context({ latencyHint: "playback", sampleRate: this.sampleRate }));
     }
     if (this.context.state === "suspended" && !this.userPaused) await this.context.resume();
     return this.context;
@@ -51,38 +75,61 @@ export class AudioScheduler extends EventTarget {
   }
 
   /**
-   * Schedule a decoded clip after everything already scheduled.
-   * clip: {buffer: AudioBuffer, duration: seconds the clip lasts, ...anything}
-   * Returns the entry: {clip, start, end} in context time.
+   * Schedule a decoded piece after everything already scheduled.
+   *
+   * clip: {buffer: AudioBuffer, continues: whether its audio carries on from the previous piece's,
+   * imageOffset: seconds from the piece's first sample to its clip's image, imageDuration: seconds
+   * the image lasts, ...anything}. Returns the entry: {clip, start, end (the audio's context
+   * times), imageStart, imageEnd, startFrame, frames, joined, ...}.
    */
   enqueue(clip) {
     const ctx = this.context;
     if (!ctx) throw new Error("ensureContext() first");
-    const length = Math.min(clip.buffer.duration, clip.duration || clip.buffer.duration);
-    const fade = Math.min(this.crossfade, length / 4);
-    const earliest = ctx.currentTime + this.startDelay;
-    // Join the previous clip if it is still playing; after a gap start afresh.
-    const joins = this.tail - fade >= earliest;
-    const start = joins ? this.tail - fade : earliest;
-    const end = start + length;
+    const rate = ctx.sampleRate;
+    const frames = clip.buffer.length;
+    const fadeFrames = Math.round(FADE_S * rate);
+    const run = this.run;
+    // Join only while the run's fade-out is still ahead by joinLead: cancelling it then is safe.
+    const joined = Boolean(clip.continues && run && (run.endFrame - fadeFrames) / rate >= ctx.currentTime + this.joinLead);
+    let startFrame;
+    let gain;
+    if (joined) {
+      startFrame = run.endFrame;
+      gain = run.gain;
+      gain.gain.cancelScheduledValues((run.endFrame - fadeFrames) / rate);
+    } else {
+      // A new run: after silence, or after whatever is still scheduled (its end fades out).
+      const earliest = Math.ceil((ctx.currentTime + this.startDelay) * rate);
+      startFrame = Math.max(earliest, run ? run.endFrame : 0);
+      if (run && !this.entries.some((e) => e.gain === run.gain)) run.gain.disconnect();
+      gain = ctx.createGain();
+      gain.connect(this.master);
+      // Silent until the fade-in, including the first frame, which the fade's start time (a
+      // frame / rate rounded to a double) can miss by a hair.
+      gain.gain.value = 0;
+      gain.gain.setValueAtTime(0, startFrame / rate);
+      gain.gain.linearRampToValueAtTime(1, (startFrame + fadeFrames) / rate);
+    }
+    const endFrame = startFrame + frames;
+    // Fade out at the end unless the next piece joins (it cancels this).
+    gain.gain.setValueAtTime(1, (endFrame - fadeFrames) / rate);
+    gain.gain.linearRampToValueAtTime(0, endFrame / rate);
+    this.run = { gain, endFrame };
 
     const source = ctx.createBufferSource();
     source.buffer = clip.buffer;
-    const gain = ctx.createGain();
-    // Linear ramps in and out; two overlapping linear ramps sum to a constant gain, so the
-    // crossfade neither dips nor bumps on correlated material (consecutive clips are).
-    gain.gain.setValueAtTime(0, start);
-    gain.gain.linearRampToValueAtTime(1, start + fade);
-    gain.gain.setValueAtTime(1, end - fade);
-    gain.gain.linearRampToValueAtTime(0, end);
-    source.connect(gain).connect(this.master);
-    source.start(start, 0, length);
+    source.connect(gain);
+    const start = startFrame / rate;
+    source.start(start);
 
-    const offset = joins ? this.musicTail - fade : this.musicTail;
-    const entry = { clip, start, end, source, gain, offset, started: false };
+    const end = endFrame / rate;
+    const imageStart = start + (clip.imageOffset || 0);
+    const imageEnd = imageStart + (clip.imageDuration ?? clip.buffer.duration);
+    const entry = { clip, start, end, imageStart, imageEnd, startFrame, frames, joined, source, gain, offset: this.musicTail, started: false };
     this.entries.push(entry);
-    this.tail = end;
-    this.musicTail = offset + length;
+    this.log.push({ index: clip.index ?? null, epoch: clip.epoch ?? null, startFrame, frames, joined, sampleRate: rate });
+    if (this.log.length > LOG_LENGTH) this.log.shift();
+    this.musicTail += frames / rate;
     this.starved = false;
     this.tick();
     return entry;
@@ -99,7 +146,7 @@ export class AudioScheduler extends EventTarget {
 
   /** Seconds of audio scheduled after now. */
   get buffered() {
-    return Math.max(0, this.tail - this.now);
+    return this.run ? Math.max(0, this.run.endFrame / this.context.sampleRate - this.now) : 0;
   }
 
   async pause() {
@@ -124,8 +171,9 @@ export class AudioScheduler extends EventTarget {
       }
       entry.source.disconnect();
     }
+    if (this.run) this.run.gain.disconnect();
     this.entries = [];
-    this.tail = this.now;
+    this.run = null;
     this.current = null;
     this.lastFinished = null;
     this.starved = false;
@@ -134,7 +182,8 @@ export class AudioScheduler extends EventTarget {
   tick() {
     const now = this.now;
     for (const entry of this.entries) {
-      if (!entry.started && entry.start <= now) {
+      // The clip starts with its image, which its piece of audio leads by the stream's offset.
+      if (!entry.started && entry.imageStart <= now) {
         entry.started = true;
         this.current = entry;
         this.emit("clipstart", entry);
@@ -143,10 +192,13 @@ export class AudioScheduler extends EventTarget {
     while (this.entries.length && this.entries[0].end <= now) {
       const entry = this.entries.shift();
       entry.source.disconnect();
+      // A finished run's gain node goes with its last piece.
+      const inUse = (this.run && this.run.gain === entry.gain) || this.entries.some((e) => e.gain === entry.gain);
+      if (!inUse) entry.gain.disconnect();
       this.lastFinished = entry;
       this.emit("clipend", entry);
     }
-    const starved = this.lastFinished !== undefined && this.lastFinished !== null && !this.entries.length;
+    const starved = this.lastFinished !== null && !this.entries.length;
     if (starved && !this.starved) {
       this.current = null;
       this.starved = true;

@@ -12,7 +12,8 @@ import { SettingsForm } from "./settings-form.js";
 import { SharePanel } from "./share.js";
 import { Timeline } from "./timeline.js";
 
-const CROSSFADE_S = 0.04;
+// Two stream positions (s) closer than half a frame at 44.1 kHz are the same frame.
+const SAME_FRAME_S = 0.5 / 44100;
 const SESSION_CLIPS = 60; // clips kept for "whole session" downloads: about five minutes
 
 const $ = (selector) => document.querySelector(selector);
@@ -27,14 +28,15 @@ export class JamView {
     this.session = []; // decoded buffers of played clips, for the session download
     this.current = null; // {message, buffer} playing now
     this.pending = Promise.resolve(); // clips are decoded in order, one after another
+    this.lastScheduled = null; // metadata of the clip scheduled last, whose audio the next continues
     this.status = null;
     this.pendingPrompts = []; // typed but not yet confirmed by a status message
 
-    this.scheduler = new AudioScheduler({ crossfade: CROSSFADE_S });
+    this.scheduler = new AudioScheduler();
     this.client = new JamClient(jamSocketUrl());
     this.timeline = new Timeline($("#timeline"), () => this.scheduler.now);
     this.settings = new SettingsForm($("#settings-form"), initial.settings);
-    this.share = new SharePanel($("#share-card"), { toast, crossfade: CROSSFADE_S });
+    this.share = new SharePanel($("#share-card"), { toast });
 
     this.elements = {
       form: $("#prompt-form"),
@@ -212,7 +214,17 @@ export class JamView {
   // ---- from the server ----
 
   receiveClip(message, epoch) {
-    const meta = { index: message.index, epoch, input: message.input, state: message.state, prompt: message.prompt, duration_s: message.duration_s };
+    const meta = {
+      index: message.index,
+      epoch,
+      input: message.input,
+      state: message.state,
+      prompt: message.prompt,
+      duration_s: message.duration_s,
+      audio_start_s: message.audio_start_s,
+      image_start_s: message.image_start_s,
+      image_duration_s: message.image_duration_s,
+    };
     this.received.push(meta);
     // Decode now but schedule strictly in arrival order, whatever order decoding finishes in.
     const decoded = Promise.all([
@@ -222,8 +234,22 @@ export class JamView {
     this.pending = this.pending
       .then(async () => {
         const [buffer, image] = await decoded;
-        const entry = this.scheduler.enqueue({ buffer, duration: message.duration_s, message, image, epoch });
-        this.timeline.add({ image, start: entry.start, duration: entry.end - entry.start });
+        // The clip's audio carries on from the last one's if it starts where that one ended in
+        // the same stream (a new jam's stream starts again at 0).
+        const last = this.lastScheduled;
+        const continues = Boolean(last && last.epoch === epoch && Math.abs(last.audio_start_s + last.duration_s - meta.audio_start_s) < SAME_FRAME_S);
+        this.lastScheduled = meta;
+        const entry = this.scheduler.enqueue({
+          buffer,
+          continues,
+          imageOffset: meta.image_start_s - meta.audio_start_s,
+          imageDuration: meta.image_duration_s,
+          index: message.index,
+          message,
+          image,
+          epoch,
+        });
+        this.timeline.add({ image, start: entry.imageStart, duration: entry.imageEnd - entry.imageStart, index: message.index });
         this.renderNext();
         this.renderBehind();
       })
@@ -296,7 +322,7 @@ export class JamView {
       if (entry.started) continue;
       const { message } = entry.clip;
       const label = message.state === "TRANSITION" ? `${message.input.start.prompt} → ${message.prompt}` : message.prompt;
-      items.push({ kind: "clip", label, detail: `#${message.index} · α ${message.input.alpha.toFixed(2)} · in ${Math.max(0, Math.round(entry.start - this.scheduler.now))} s` });
+      items.push({ kind: "clip", label, detail: `#${message.index} · α ${message.input.alpha.toFixed(2)} · in ${Math.max(0, Math.round(entry.imageStart - this.scheduler.now))} s` });
     }
     const generating = this.phase !== "idle" && this.phase !== "paused" && this.health.ready;
     if (generating && items.length < 3) items.push({ kind: "working", label: "Generating the next clip…", detail: "" });

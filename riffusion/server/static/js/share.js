@@ -1,20 +1,20 @@
 // The share panel: a link that restores prompt and settings, and downloads of the clip playing
-// now (spectrogram PNG, MP3 as generated, WAV encoded here) and of the whole session.
+// now (spectrogram PNG, its audio as the server sent it (FLAC), WAV encoded here) and of the whole
+// session.
 
 import { dataUrlToBlob, downloadBlob, imageToPngBlob, slug } from "./media.js";
 import { shareUrl } from "./settings.js";
 import { encodeWav, joinBuffers } from "./wav.js";
 
 export class SharePanel {
-  constructor(root, { toast, crossfade }) {
+  constructor(root, { toast }) {
     this.root = root;
     this.toast = toast;
-    this.crossfade = crossfade;
     this.url = root.querySelector("#share-url");
     this.what = root.querySelector("#share-what");
     this.buttons = {
       png: root.querySelector("#download-png"),
-      mp3: root.querySelector("#download-mp3"),
+      flac: root.querySelector("#download-flac"),
       wav: root.querySelector("#download-wav"),
       session: root.querySelector("#download-session"),
     };
@@ -24,7 +24,7 @@ export class SharePanel {
     root.querySelector("#copy-link").addEventListener("click", () => this.copy());
     this.url.addEventListener("focus", () => this.url.select());
     this.buttons.png.addEventListener("click", () => this.download("png"));
-    this.buttons.mp3.addEventListener("click", () => this.download("mp3"));
+    this.buttons.flac.addEventListener("click", () => this.download("flac"));
     this.buttons.wav.addEventListener("click", () => this.download("wav"));
     this.buttons.session.addEventListener("click", () => this.downloadSession());
   }
@@ -34,7 +34,7 @@ export class SharePanel {
     this.url.value = shareUrl(window.location.href, prompt, settings);
     this.clip = clip;
     this.session = session || [];
-    for (const key of ["png", "mp3", "wav"]) this.buttons[key].disabled = !clip;
+    for (const key of ["png", "flac", "wav"]) this.buttons[key].disabled = !clip;
     this.buttons.session.disabled = this.session.length < 1;
     const minutes = this.session.reduce((sum, b) => sum + b.duration, 0) / 60;
     this.buttons.session.textContent =
@@ -67,13 +67,14 @@ export class SharePanel {
     if (!this.clip) return;
     const stem = this.fileStem();
     if (kind === "png") downloadBlob(await imageToPngBlob(this.clip.message.image), `${stem}.png`);
-    if (kind === "mp3") downloadBlob(dataUrlToBlob(this.clip.message.audio), `${stem}.mp3`);
+    if (kind === "flac") downloadBlob(dataUrlToBlob(this.clip.message.audio), `${stem}.flac`);
     if (kind === "wav") downloadBlob(encodeWav(this.clip.buffer), `${stem}.wav`);
   }
 
   downloadSession() {
     if (!this.session.length) return;
-    const joined = joinBuffers(this.session, this.crossfade);
+    // The clips' audio is pieces of one stream: back to back, with no crossfade, it is the jam.
+    const joined = joinBuffers(this.session, 0);
     downloadBlob(encodeWav(joined), `riffusion-session-${new Date().toISOString().slice(0, 16).replace(/[:T]/g, "-")}.wav`);
   }
 }

@@ -40,8 +40,9 @@ export function encodeWav(buffer) {
 }
 
 /**
- * Clips joined end to end with a linear crossfade of `crossfade` seconds, as one AudioBuffer:
- * what the jam and the interpolation tool play, for downloading as one file.
+ * Clips joined end to end with a linear crossfade of `crossfade` seconds, as one AudioBuffer, for
+ * downloading as one file: the studio's clips as its tools play them, or with crossfade 0 the jam's
+ * pieces, which are one stream already.
  */
 export function joinBuffers(buffers, crossfade = 0.04) {
   if (buffers.length === 0) throw new Error("nothing to join");
