@@ -8,7 +8,6 @@ the command exits with status 130.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,10 +32,16 @@ from riffusion.cli.common import (
     quality_option,
     refuse_to_overwrite,
 )
-from riffusion.cli.generate import load_pipeline, model_options, scheduler_option, steps_option
-from riffusion.devices import resolve_device
-from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, MAX_SEED, PromptInput
-from riffusion.diffusion.schedulers import scheduler_name
+from riffusion.cli.model_options import (
+    ModelSettings,
+    check_model_settings,
+    model_options,
+    scheduler_option,
+    seed_image_for,
+    seed_value,
+    steps_option,
+)
+from riffusion.diffusion.inputs import PromptInput
 from riffusion.errors import RiffusionError
 from riffusion.jam import SEED_MODULUS, JamSettings
 from riffusion.render.engine import ClipSource, LoopSource, Normalization, Renderer, RenderPlan
@@ -52,7 +57,7 @@ from riffusion.render.longform import (
     plan_jam,
     plan_riff,
 )
-from riffusion.seeds.registry import DEFAULT_SEED_ID, load_seed_image, seed_argument
+from riffusion.seeds.registry import DEFAULT_SEED_ID
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -166,23 +171,6 @@ def check_outputs(output: Path, images_dir: Path | None, num_clips: int, overwri
         prepare_output_dir(images_dir)
 
 
-def check_model_settings(steps: int, scheduler: str | None, device: str) -> str | None:
-    """Check --steps and --device, and return the scheduler's canonical name."""
-    if not 1 <= steps <= MAX_INFERENCE_STEPS:
-        raise RiffusionError(f"--steps must be between 1 and {MAX_INFERENCE_STEPS}, got {steps}")
-    resolve_device(device)
-    return None if scheduler is None else scheduler_name(scheduler)
-
-
-def seed_value(seed: int | None, name: str, limit: int = MAX_SEED + 1) -> int:
-    """seed, or a random one when None; RiffusionError naming the option when out of range."""
-    if seed is None:
-        return secrets.randbelow(min(limit, 2**32))
-    if not 0 <= seed < limit:
-        raise RiffusionError(f"{name} must be between 0 and {limit - 1}, got {seed}")
-    return seed
-
-
 # --- riff -------------------------------------------------------------------------------------
 
 
@@ -260,14 +248,7 @@ def riff(
     bpm: str | None,
     stereo: StereoMode,
     images_dir: Path | None,
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
 ) -> None:
@@ -279,7 +260,7 @@ def riff(
     from one setting to the other along the track.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, device)
+    scheduler = check_model_settings(steps, scheduler, model_settings.device)
     if start_time < 0:
         raise RiffusionError(f"--start-time must be at least 0, got {start_time:g}")
     if duration is not None and duration <= 0:
@@ -328,16 +309,7 @@ def riff(
         TrackSource(track, params, width, stereo),
         output,
         images_dir,
-        lambda: load_pipeline(
-            model,
-            model_config,
-            revision,
-            cache_dir,
-            lora,
-            lora_scale,
-            resolve_device(device),
-            dtype,
-        ),
+        model_settings.load,
         quality,
         scheduler,
         normalize="keep",
@@ -406,14 +378,7 @@ def interpolate(
     steps: int,
     scheduler: str | None,
     images_dir: Path | None,
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
 ) -> None:
@@ -423,13 +388,13 @@ def interpolate(
     its alpha between the two prompts and seeds; clip 1 is the start alone, the last the end.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, device)
+    scheduler = check_model_settings(steps, scheduler, model_settings.device)
     alphas = interpolation_alphas(num_steps, alpha_power)
     seed_start = seed_value(seed_start, "--seed-start")
     seed_end = seed_start if seed_end is None else seed_value(seed_end, "--seed-end")
     start = PromptInput(start_prompt, seed_start, negative, denoising, guidance)
     end = PromptInput(end_prompt, seed_end, negative, denoising, guidance)
-    source = LoopSource(load_seed_image(seed_argument(seed_image)), params)
+    source = LoopSource(seed_image_for(seed_image, None), params)
     plan = plan_interpolation(
         start, end, alphas, source.loop_columns, params, steps, _seed_id(seed_image)
     )
@@ -444,16 +409,7 @@ def interpolate(
         source,
         output,
         images_dir,
-        lambda: load_pipeline(
-            model,
-            model_config,
-            revision,
-            cache_dir,
-            lora,
-            lora_scale,
-            resolve_device(device),
-            dtype,
-        ),
+        model_settings.load,
         quality,
         scheduler,
         normalize="peak",
@@ -511,14 +467,7 @@ def jam(
     steps: int,
     scheduler: str | None,
     images_dir: Path | None,
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
 ) -> None:
@@ -528,11 +477,11 @@ def jam(
     at its share of the set and, as in the live jam, takes over after a transition.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, device)
+    scheduler = check_model_settings(steps, scheduler, model_settings.device)
     if not duration > 0:
         raise RiffusionError(f"--duration must be positive, got {duration:g}")
     seed = seed_value(seed, "--seed", SEED_MODULUS if seed is not None else RANDOM_JAM_SEED_LIMIT)
-    source = LoopSource(load_seed_image(seed_argument(seed_image)), params)
+    source = LoopSource(seed_image_for(seed_image, None), params)
     settings = JamSettings(
         denoising=denoising,
         guidance=guidance,
@@ -549,16 +498,7 @@ def jam(
         source,
         output,
         images_dir,
-        lambda: load_pipeline(
-            model,
-            model_config,
-            revision,
-            cache_dir,
-            lora,
-            lora_scale,
-            resolve_device(device),
-            dtype,
-        ),
+        model_settings.load,
         quality,
         scheduler,
         normalize="peak",
