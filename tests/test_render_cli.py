@@ -1,5 +1,5 @@
 """`riffusion riff`, `interpolate` and `jam` on the tiny checkpoint: lengths to the sample, stereo,
-48 kHz input, interpolation end points, Ctrl-C, and one-line errors.
+48 kHz input, interpolation end points, seed image folders, Ctrl-C, and one-line errors.
 
 Clips are 128 columns (1.28 s) wide and diffusion runs 2 steps, so each command takes seconds.
 """
@@ -176,6 +176,44 @@ def test_the_renderer_stops_between_clips(tiny_pipeline, seed_file: Path) -> Non
     audio = renderer.finish()
     assert audio.num_frames == plan.samples_after(2) == 2 * WIDTH * HOP
     assert np.abs(audio.samples).max() == pytest.approx(10 ** (-0.1 / 20), rel=1e-4)
+
+
+# --- seed image folders ------------------------------------------------------------------------
+
+
+def test_interpolate_and_jam_take_seeds_from_a_folder(
+    tiny_checkpoint: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    # Half a bar, 64 columns: a length no built-in seed has.
+    Image.fromarray(np.asarray(Image.open(seed_file))[:, :64]).save(folder / "half.png")
+    common = ["--seed-images", folder, "--seed-image", "half", "--model", tiny_checkpoint, *FAST]
+    output = tmp_path / "transition.wav"
+    run_args = ["interpolate", "--start", "jazz", "--end", "rock", "--num-steps", 1, "-o", output]
+    succeeded(run(*run_args, *common))
+    assert Audio.load(output).num_frames == 64 * HOP
+    output = tmp_path / "set.wav"
+    succeeded(run("jam", "--prompt", "jazz", "--duration", 0.64, "-o", output, *common))
+    assert Audio.load(output).num_frames == 64 * HOP
+
+
+@pytest.mark.parametrize(
+    "command", [["interpolate", "--start", "a", "--end", "b"], ["jam", "--prompt", "a"]]
+)
+def test_seed_folder_mistakes_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # --model points nowhere: the mistakes must be reported before the model would load.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seeds").mkdir()
+    base = [*command, "-o", "out.wav", "--model", "./no-model"]
+    failed(run(*base, "--seed-images", "missing"), "--seed-images missing: no such folder")
+    failed(
+        run(*base, "--seed-images", "seeds", "--seed-image", "nope"),
+        "no seed 'nope' among the built-ins or in seeds; built-in seeds: og_beat",
+    )
+    failed(run(*base, "--seed-images", "seeds", "--seed-image", ".."), "'..' is not a seed id")
 
 
 @pytest.mark.parametrize(

@@ -35,9 +35,11 @@ from riffusion.cli.common import (
 from riffusion.cli.model_options import (
     ModelSettings,
     check_model_settings,
+    check_seed_images_dir,
     model_options,
     scheduler_option,
     seed_image_for,
+    seed_images_option,
     seed_value,
     steps_option,
 )
@@ -89,7 +91,8 @@ seed_image_option = click.option(
     "--seed-image",
     default=DEFAULT_SEED_ID,
     show_default=True,
-    help="Seed image every clip starts from: a seed id (see `riffusion seeds`) or an image file.",
+    help="Seed image every clip starts from: a seed id (see `riffusion seeds`, and "
+    "--seed-images) or an image file.",
 )
 
 
@@ -341,6 +344,7 @@ def _bpm_number(text: str) -> float:
 @click.option("--seed-start", type=int, help="Seed at the start; a random one when omitted.")
 @click.option("--seed-end", type=int, help="Seed at the end (default: --seed-start).")
 @seed_image_option
+@seed_images_option
 @click.option(
     "--denoising",
     type=float,
@@ -371,6 +375,7 @@ def interpolate(
     seed_start: int | None,
     seed_end: int | None,
     seed_image: str,
+    seed_images_dir: Path | None,
     denoising: float,
     guidance: float,
     negative: str | None,
@@ -394,7 +399,8 @@ def interpolate(
     seed_end = seed_start if seed_end is None else seed_value(seed_end, "--seed-end")
     start = PromptInput(start_prompt, seed_start, negative, denoising, guidance)
     end = PromptInput(end_prompt, seed_end, negative, denoising, guidance)
-    source = LoopSource(seed_image_for(seed_image, None), params)
+    check_seed_images_dir(seed_images_dir)
+    source = LoopSource(seed_image_for(seed_image, seed_images_dir), params)
     plan = plan_interpolation(
         start, end, alphas, source.loop_columns, params, steps, _seed_id(seed_image)
     )
@@ -433,6 +439,7 @@ def interpolate(
 )
 @output_option
 @seed_image_option
+@seed_images_option
 @click.option(
     "--velocity",
     type=float,
@@ -460,6 +467,7 @@ def jam(
     duration: float,
     output: Path,
     seed_image: str,
+    seed_images_dir: Path | None,
     velocity: float,
     denoising: float,
     guidance: float,
@@ -481,7 +489,8 @@ def jam(
     if not duration > 0:
         raise RiffusionError(f"--duration must be positive, got {duration:g}")
     seed = seed_value(seed, "--seed", SEED_MODULUS if seed is not None else RANDOM_JAM_SEED_LIMIT)
-    source = LoopSource(seed_image_for(seed_image, None), params)
+    check_seed_images_dir(seed_images_dir)
+    source = LoopSource(seed_image_for(seed_image, seed_images_dir), params)
     settings = JamSettings(
         denoising=denoising,
         guidance=guidance,
