@@ -2,8 +2,9 @@
 
 Each builds a plan of clips (riffusion.render.longform), checks everything that does not need the
 model, loads it, and renders the clips with a progress bar, joining them seamlessly. Ctrl-C stops
-after the clip under way is dropped: the clips finished so far are written as a complete file, and
-the command exits with status 130.
+the render wherever it is: a clip still in diffusion is dropped, one being joined is finished
+first, and the clips done are written as a complete file (a Ctrl-C while it is written waits for
+it); the command then exits with status 130.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from riffusion.cli.common import (
     prepare_output_dir,
     quality_option,
     refuse_to_overwrite,
+    save_audio_whole,
 )
 from riffusion.cli.model_options import (
     ModelSettings,
@@ -45,6 +47,7 @@ from riffusion.cli.model_options import (
 )
 from riffusion.diffusion.inputs import PromptInput
 from riffusion.errors import RiffusionError
+from riffusion.interrupts import interrupts_held
 from riffusion.jam import SEED_MODULUS, JamSettings
 from riffusion.render.engine import ClipSource, LoopSource, Normalization, Renderer, RenderPlan
 from riffusion.render.longform import (
@@ -122,15 +125,6 @@ def render_to_file(
 ) -> None:
     """Load the model (load()), render plan with a progress bar, and write output; on Ctrl-C,
     write what was finished and exit with status 130."""
-    renderer = Renderer(
-        load(),
-        plan,
-        source,
-        quality=quality,
-        scheduler=scheduler,
-        images_dir=images_dir,
-        normalize=normalize,
-    )
     num_clips = len(plan.clips)
     columns = (
         TextColumn("{task.description}"),
@@ -140,22 +134,35 @@ def render_to_file(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
+    renderer = None
     interrupted = False
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        display = ProgressDisplay(progress, progress.add_task(description, total=num_clips, clip=1))
-        try:
+    try:
+        renderer = Renderer(
+            load(),
+            plan,
+            source,
+            quality=quality,
+            scheduler=scheduler,
+            images_dir=images_dir,
+            normalize=normalize,
+        )
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            task = progress.add_task(description, total=num_clips, clip=1)
+            display = ProgressDisplay(progress, task)
             for _ in renderer.render(display.step):
                 pass
-        except KeyboardInterrupt:
-            interrupted = True
-    audio = renderer.finish()
-    done = renderer.clips_done
-    if interrupted and not done:
+    except KeyboardInterrupt:
+        interrupted = True
+    if renderer is None or not renderer.clips_done:
         click.echo("Interrupted before the first clip was finished; nothing written.", err=True)
         click.get_current_context().exit(EXIT_INTERRUPTED)
-    audio.save(output)
+    done = renderer.clips_done
+    # The last join and the writing take a moment; cut short, they would lose the whole render.
+    with interrupts_held(deliver=False) as held:
+        audio = renderer.finish()
+        save_audio_whole(audio, output)
     wrote = f"{output} ({audio.duration_s:.2f} s, {done} of {num_clips} clips)"
-    if interrupted:
+    if interrupted or held.count:
         click.echo(f"Interrupted: wrote {wrote}.", err=True)
         click.get_current_context().exit(EXIT_INTERRUPTED)
     click.echo(f"Wrote {wrote}")
