@@ -1,12 +1,19 @@
 """`riffusion riff`, `interpolate` and `jam` on the tiny checkpoint: lengths to the sample, stereo,
-48 kHz input, interpolation end points, Ctrl-C, and one-line errors.
+48 kHz input, interpolation end points, seed image folders, Ctrl-C at any point of a render, and
+one-line errors.
 
 Clips are 128 columns (1.28 s) wide and diffusion runs 2 steps, so each command takes seconds.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +22,14 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from riffusion import Audio, InferenceInput, PromptInput
+from riffusion.cli.common import save_audio_whole
 from riffusion.cli.main import cli
+from riffusion.cli.model_options import ModelSettings
 from riffusion.cli.render_commands import EXIT_INTERRUPTED, ProgressDisplay
-from riffusion.render.engine import LoopSource, Renderer
-from riffusion.render.longform import plan_interpolation, plan_riff
+from riffusion.errors import RiffusionError
+from riffusion.render.engine import LoopSource, Renderer, RenderPlan
+from riffusion.render.joins import Stitcher
+from riffusion.render.longform import interpolation_alphas, plan_interpolation, plan_riff
 from riffusion.seeds import load_seed_image
 from riffusion.spectrogram.files import load_image
 from riffusion.spectrogram.params import SpectrogramParams
@@ -176,6 +187,226 @@ def test_the_renderer_stops_between_clips(tiny_pipeline, seed_file: Path) -> Non
     audio = renderer.finish()
     assert audio.num_frames == plan.samples_after(2) == 2 * WIDTH * HOP
     assert np.abs(audio.samples).max() == pytest.approx(10 ** (-0.1 / 20), rel=1e-4)
+
+
+# --- seed image folders ------------------------------------------------------------------------
+
+
+def test_interpolate_and_jam_take_seeds_from_a_folder(
+    tiny_checkpoint: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    # Half a bar, 64 columns: a length no built-in seed has.
+    Image.fromarray(np.asarray(Image.open(seed_file))[:, :64]).save(folder / "half.png")
+    common = ["--seed-images", folder, "--seed-image", "half", "--model", tiny_checkpoint, *FAST]
+    output = tmp_path / "transition.wav"
+    run_args = ["interpolate", "--start", "jazz", "--end", "rock", "--num-steps", 1, "-o", output]
+    succeeded(run(*run_args, *common))
+    assert Audio.load(output).num_frames == 64 * HOP
+    output = tmp_path / "set.wav"
+    succeeded(run("jam", "--prompt", "jazz", "--duration", 0.64, "-o", output, *common))
+    assert Audio.load(output).num_frames == 64 * HOP
+
+
+@pytest.mark.parametrize(
+    "command", [["interpolate", "--start", "a", "--end", "b"], ["jam", "--prompt", "a"]]
+)
+def test_seed_folder_mistakes_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # --model points nowhere: the mistakes must be reported before the model would load.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seeds").mkdir()
+    base = [*command, "-o", "out.wav", "--model", "./no-model"]
+    failed(run(*base, "--seed-images", "missing"), "--seed-images missing: no such folder")
+    failed(
+        run(*base, "--seed-images", "seeds", "--seed-image", "nope"),
+        "no seed 'nope' among the built-ins or in seeds; built-in seeds: og_beat",
+    )
+    failed(run(*base, "--seed-images", "seeds", "--seed-image", ".."), "'..' is not a seed id")
+
+
+# --- Ctrl-C at any point ------------------------------------------------------------------------
+
+INTERPOLATION = ["interpolate", "--start", "jazz", "--end", "rock", "--seed-start", 1]
+
+
+def interpolation(
+    model: Path, seed_image: Path, output: Path, clips: int, *more: object
+) -> list[object]:
+    """Arguments of INTERPOLATION in clips clips of seed_image on the tiny model, to output."""
+    return [
+        *INTERPOLATION, "--num-steps", clips, "--seed-image", seed_image, "-o", output,
+        "--model", model, *FAST, *more,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def first_clip_alone(tiny_pipeline, seed_file: Path) -> np.ndarray:
+    """(1, samples) audio of INTERPOLATION's first clip of 3 rendered as a plan of its own: what a
+    render stopped after that clip must write."""
+    start, end = PromptInput("jazz", 1), PromptInput("rock", 1)
+    alphas = interpolation_alphas(3)
+    plan = plan_interpolation(start, end, alphas, WIDTH, PARAMS, 2, seed_file.stem)
+    alone = RenderPlan(plan.clips[:1], plan.width, plan.overlap, plan.samples_after(1), PARAMS)
+    renderer = Renderer(tiny_pipeline, alone, LoopSource(load_image(seed_file), PARAMS))
+    for _ in renderer.render():
+        pass
+    return renderer.finish().samples
+
+
+def interrupted_after(result: Result, output: Path, clips: int, of: int) -> np.ndarray:
+    """The samples written by a render that Ctrl-C stopped after clips clips, checked."""
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    seconds = clips * WIDTH * HOP / PARAMS.sample_rate
+    assert result.output.strip().splitlines()[-1] == (
+        f"Interrupted: wrote {output} ({seconds:.2f} s, {clips} of {of} clips)."
+    )
+    audio = Audio.load(output)
+    assert audio.num_frames == clips * WIDTH * HOP
+    return audio.samples
+
+
+@pytest.mark.parametrize("joined", ["half", "whole"])
+def test_an_interrupt_inside_a_join_drops_that_clip_whole(
+    tiny_checkpoint: Path,
+    seed_file: Path,
+    first_clip_alone: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    joined: str,
+) -> None:
+    add = Stitcher.add
+
+    def interrupted_add(self: Stitcher, clip: np.ndarray, start_column: int) -> Audio:
+        if self.num_clips == 0:
+            return add(self, clip, start_column)
+        # The second clip goes into the stitcher, wholly or in part, and its audio is never kept.
+        add(self, clip[..., : clip.shape[-1] // 2] if joined == "half" else clip, start_column)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Stitcher, "add", interrupted_add)
+    output = tmp_path / "partial.wav"
+    result = run(*interpolation(tiny_checkpoint, seed_file, output, 3))
+    samples = interrupted_after(result, output, clips=1, of=3)
+    # Exactly the first clip on its own, to 16-bit rounding: nothing of the clip being joined,
+    # and no audio missing.
+    np.testing.assert_allclose(samples, first_clip_alone, rtol=0, atol=2 / 32768)
+
+
+def test_ctrl_c_during_a_join_finishes_that_clip_first(
+    tiny_checkpoint: Path, seed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add = Stitcher.add
+
+    def add_with_ctrl_c(self: Stitcher, clip: np.ndarray, start_column: int) -> Audio:
+        if self.num_clips == 1:
+            signal.raise_signal(signal.SIGINT)
+        return add(self, clip, start_column)
+
+    monkeypatch.setattr(Stitcher, "add", add_with_ctrl_c)
+    output, images = tmp_path / "partial.wav", tmp_path / "images"
+    result = run(*interpolation(tiny_checkpoint, seed_file, output, 3, "--images-dir", images))
+    interrupted_after(result, output, clips=2, of=3)
+    assert sorted(path.name for path in images.iterdir()) == ["clip_0000.png", "clip_0001.png"]
+
+
+def test_ctrl_c_while_writing_waits_for_the_whole_file(
+    tiny_checkpoint: Path,
+    seed_file: Path,
+    first_clip_alone: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    to_bytes = Audio.to_bytes
+
+    def to_bytes_with_ctrl_c(self: Audio, format: str = "wav") -> bytes:
+        signal.raise_signal(signal.SIGINT)
+        return to_bytes(self, format)
+
+    # One clip of one: the render itself is complete when Ctrl-C comes.
+    monkeypatch.setattr(Audio, "to_bytes", to_bytes_with_ctrl_c)
+    output = tmp_path / "whole.wav"
+    result = run(*interpolation(tiny_checkpoint, seed_file, output, 1))
+    samples = interrupted_after(result, output, clips=1, of=1)
+    # Alpha 0 alone is the same clip as the first of three.
+    np.testing.assert_allclose(samples, first_clip_alone, rtol=0, atol=2 / 32768)
+    assert [path.name for path in tmp_path.iterdir()] == ["whole.wav"]
+
+
+def test_ctrl_c_while_loading_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted_load(self: ModelSettings) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ModelSettings, "load", interrupted_load)
+    output = tmp_path / "none.wav"
+    result = run(*INTERPOLATION, "-o", output)
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Interrupted before the first clip was finished; nothing written."
+    )
+    assert not output.exists()
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "kept.wav"
+    output.write_bytes(b"old")
+    write_bytes = Path.write_bytes
+
+    def disk_full(self: Path, data: bytes) -> int:
+        write_bytes(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    audio = Audio(np.zeros((1, 4410), dtype=np.float32), 44100)
+    with pytest.raises(RiffusionError, match=f"{output}: cannot write \\(No space left"):
+        save_audio_whole(audio, output)
+    assert output.read_bytes() == b"old"
+    assert [path.name for path in tmp_path.iterdir()] == ["kept.wav"]
+
+
+def test_a_real_ctrl_c_to_a_running_interpolation(
+    tiny_checkpoint: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    """SIGINT to the installed command in a fresh interpreter, once its first clip is joined."""
+    output, images = tmp_path / "live.wav", tmp_path / "images"
+    clips = 30  # far more than it renders before the signal lands
+    args = interpolation(tiny_checkpoint, seed_file, output, clips, "--images-dir", images)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "riffusion.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        # A clip's image is saved as it is joined: the signal lands during the first clip's join
+        # or later.
+        while not (images / "clip_0000.png").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no clip rendered in 300 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    pattern = (
+        rf"Interrupted: wrote {re.escape(str(output))} \([0-9.]+ s, ([0-9]+) of {clips} clips\)\."
+    )
+    done = re.fullmatch(pattern, stderr.strip().splitlines()[-1])
+    assert done is not None, stderr
+    rendered = int(done[1])
+    assert 1 <= rendered < clips
+    assert Audio.load(output).num_frames == rendered * WIDTH * HOP
+    # Every clip with an image is in the audio, and no other.
+    expected = [f"clip_{index:04d}.png" for index in range(rendered)]
+    assert sorted(path.name for path in images.iterdir()) == expected
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images", "live.wav"]
 
 
 @pytest.mark.parametrize(

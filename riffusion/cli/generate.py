@@ -6,115 +6,34 @@ files) is checked first, so mistakes fail in a second rather than after loading 
 
 from __future__ import annotations
 
-import secrets
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from riffusion.audio import format_for_extension
-from riffusion.cli.common import (
-    PATH,
-    device_option,
-    overwrite_option,
-    quality_option,
-    refuse_to_overwrite,
+from riffusion.cli.common import PATH, overwrite_option, quality_option, refuse_to_overwrite
+from riffusion.cli.model_options import (
+    ModelSettings,
+    check_model_settings,
+    check_seed_images_dir,
+    model_options,
+    scheduler_option,
+    seed_image_for,
+    seed_images_option,
+    seed_value,
+    steps_option,
 )
-from riffusion.devices import resolve_device
-from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
-from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, MAX_SEED, PromptInput
-from riffusion.diffusion.schedulers import SCHEDULERS, scheduler_name
+from riffusion.diffusion.inputs import PromptInput
 from riffusion.errors import RiffusionError
 from riffusion.seeds.images import image_tempo, loop_audio_from_image
-from riffusion.seeds.registry import load_mask_image, load_seed_image, seed_argument
+from riffusion.seeds.registry import load_mask_image, seed_argument
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.files import image_extension, save_image
 from riffusion.spectrogram.reconstruction import Quality
 
-if TYPE_CHECKING:
-    import torch
-
-    from riffusion.diffusion.pipeline import RiffusionPipeline
-
 # Image sides must be multiples of this for Stable Diffusion v1 models (8x VAE, 8x UNet).
 SIZE_MULTIPLE = 64
-
-# Options of every command that runs the model (riffusion.cli.render_commands uses them too).
-steps_option = click.option(
-    "--steps", type=int, default=50, show_default=True, help="Diffusion steps of the schedule."
-)
-scheduler_option = click.option(
-    "--scheduler",
-    help=f"Diffusion scheduler: {', '.join(SCHEDULERS)} (default: the model's own).",
-)
-_MODEL_OPTIONS = (
-    click.option(
-        "--model",
-        default=DEFAULT_CHECKPOINT,
-        show_default=True,
-        help="Hugging Face Hub id, local diffusers folder, or .ckpt / .safetensors file.",
-    ),
-    click.option(
-        "--model-config",
-        help="For a single-file --model: diffusers folder or Hub id with its configs and "
-        f"tokenizer (default {DEFAULT_CHECKPOINT}).",
-    ),
-    click.option("--revision", help="Branch, tag or commit of a Hub --model."),
-    click.option("--cache-dir", type=PATH, help="Hugging Face cache folder to download into."),
-    click.option(
-        "--lora",
-        multiple=True,
-        help="LoRA weights (file, folder or Hub id) merged into the model; repeatable.",
-    ),
-    click.option(
-        "--lora-scale", type=float, default=1.0, show_default=True, help="Strength of the LoRAs."
-    ),
-    device_option,
-    click.option(
-        "--dtype",
-        type=click.Choice(DTYPE_NAMES),
-        default="auto",
-        show_default=True,
-        help="Compute precision; auto is float16 on CUDA, bfloat16 on CPUs with native support.",
-    ),
-)
-
-
-def model_options(command: Callable) -> Callable:
-    """--model, --model-config, --revision, --cache-dir, --lora, --lora-scale, --device, --dtype;
-    load_pipeline() takes their values."""
-    for option in reversed(_MODEL_OPTIONS):
-        command = option(command)
-    return command
-
-
-def load_pipeline(
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: torch.device,
-    dtype: str,
-) -> RiffusionPipeline:
-    """The pipeline the model options describe (device already resolved), announced on stderr."""
-    _quiet_model_libraries()
-    from riffusion.diffusion.pipeline import RiffusionPipeline
-
-    click.echo(f"Loading {model} ...", err=True)
-    return RiffusionPipeline.load_checkpoint(
-        model,
-        device=device,
-        dtype=dtype,
-        revision=revision,
-        cache_dir=cache_dir,
-        lora=list(lora) or None,
-        lora_scale=lora_scale,
-        config=model_config,
-    )
 
 
 @click.command("generate")
@@ -134,12 +53,7 @@ def load_pipeline(
     help="Mask over the seed image, an id or an image file: white is repainted, black kept, "
     "grays blend.",
 )
-@click.option(
-    "--seed-images",
-    "seed_images_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="A folder of your own seed images; NAME.png becomes id NAME.",
-)
+@seed_images_option
 @click.option(
     "--denoising",
     type=float,
@@ -182,14 +96,7 @@ def generate(
     negative: str | None,
     scheduler: str | None,
     width: int,
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
 ) -> None:
@@ -223,15 +130,8 @@ def generate(
             )
     elif given("width"):
         raise RiffusionError("--width is for text-to-music; with --seed-image its width is used")
-    if not 1 <= steps <= MAX_INFERENCE_STEPS:
-        raise RiffusionError(f"--steps must be between 1 and {MAX_INFERENCE_STEPS}, got {steps}")
-    if scheduler is not None:
-        scheduler = scheduler_name(scheduler)
-    torch_device = resolve_device(device)
-    if seed is None:
-        seed = secrets.randbelow(2**32)
-    elif not 0 <= seed <= MAX_SEED:
-        raise RiffusionError(f"--seed must be between 0 and 2**64 - 1, got {seed}")
+    scheduler = check_model_settings(steps, scheduler, model_settings.device)
+    seed = seed_value(seed, "--seed")
     prompt_input = PromptInput(
         prompt=prompt,
         seed=seed,
@@ -240,18 +140,15 @@ def generate(
         guidance=guidance,
     )
 
-    if seed_images_dir is not None and not seed_images_dir.is_dir():
-        raise RiffusionError(f"--seed-images {seed_images_dir}: no such folder")
+    check_seed_images_dir(seed_images_dir)
     init_image = mask_image = None
     if seed_image is not None:
-        init_image = load_seed_image(seed_argument(seed_image), seed_images_dir)
+        init_image = seed_image_for(seed_image, seed_images_dir)
         if mask is not None:
             mask_image = load_mask_image(seed_argument(mask), seed_images_dir, like=init_image)
 
     # --- Load the model and generate ---
-    pipe = load_pipeline(
-        model, model_config, revision, cache_dir, lora, lora_scale, torch_device, dtype
-    )
+    pipe = model_settings.load()
     with click.progressbar(length=steps, label="Generating", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -288,18 +185,3 @@ def generate(
         save_image(image, image_path, overwrite=overwrite)
         wrote += f" and {image_path} ({image.width} x {image.height} pixels)"
     click.echo(f"{wrote}, seed {seed}")
-
-
-def _quiet_model_libraries() -> None:
-    """Keep diffusers' and transformers' warnings and loading bars off the terminal.
-
-    What they would say (optional torchvision, per-component loading bars, "will try the local
-    cache") is noise here: real problems reach the user as one-line errors. The Hub's download
-    progress bar is huggingface_hub's own and stays.
-    """
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    for logging in (transformers_logging, diffusers_logging):
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()

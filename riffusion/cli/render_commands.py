@@ -2,13 +2,13 @@
 
 Each builds a plan of clips (riffusion.render.longform), checks everything that does not need the
 model, loads it, and renders the clips with a progress bar, joining them seamlessly. Ctrl-C stops
-after the clip under way is dropped: the clips finished so far are written as a complete file, and
-the command exits with status 130.
+the render wherever it is: a clip still in diffusion is dropped, one being joined is finished
+first, and the clips done are written as a complete file (a Ctrl-C while it is written waits for
+it); the command then exits with status 130.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,12 +32,22 @@ from riffusion.cli.common import (
     prepare_output_dir,
     quality_option,
     refuse_to_overwrite,
+    save_audio_whole,
 )
-from riffusion.cli.generate import load_pipeline, model_options, scheduler_option, steps_option
-from riffusion.devices import resolve_device
-from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, MAX_SEED, PromptInput
-from riffusion.diffusion.schedulers import scheduler_name
+from riffusion.cli.model_options import (
+    ModelSettings,
+    check_model_settings,
+    check_seed_images_dir,
+    model_options,
+    scheduler_option,
+    seed_image_for,
+    seed_images_option,
+    seed_value,
+    steps_option,
+)
+from riffusion.diffusion.inputs import PromptInput
 from riffusion.errors import RiffusionError
+from riffusion.interrupts import interrupts_held
 from riffusion.jam import SEED_MODULUS, JamSettings
 from riffusion.render.engine import ClipSource, LoopSource, Normalization, Renderer, RenderPlan
 from riffusion.render.longform import (
@@ -52,7 +62,7 @@ from riffusion.render.longform import (
     plan_jam,
     plan_riff,
 )
-from riffusion.seeds.registry import DEFAULT_SEED_ID, load_seed_image, seed_argument
+from riffusion.seeds.registry import DEFAULT_SEED_ID
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -84,7 +94,8 @@ seed_image_option = click.option(
     "--seed-image",
     default=DEFAULT_SEED_ID,
     show_default=True,
-    help="Seed image every clip starts from: a seed id (see `riffusion seeds`) or an image file.",
+    help="Seed image every clip starts from: a seed id (see `riffusion seeds`, and "
+    "--seed-images) or an image file.",
 )
 
 
@@ -114,15 +125,6 @@ def render_to_file(
 ) -> None:
     """Load the model (load()), render plan with a progress bar, and write output; on Ctrl-C,
     write what was finished and exit with status 130."""
-    renderer = Renderer(
-        load(),
-        plan,
-        source,
-        quality=quality,
-        scheduler=scheduler,
-        images_dir=images_dir,
-        normalize=normalize,
-    )
     num_clips = len(plan.clips)
     columns = (
         TextColumn("{task.description}"),
@@ -132,22 +134,35 @@ def render_to_file(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
+    renderer = None
     interrupted = False
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        display = ProgressDisplay(progress, progress.add_task(description, total=num_clips, clip=1))
-        try:
+    try:
+        renderer = Renderer(
+            load(),
+            plan,
+            source,
+            quality=quality,
+            scheduler=scheduler,
+            images_dir=images_dir,
+            normalize=normalize,
+        )
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            task = progress.add_task(description, total=num_clips, clip=1)
+            display = ProgressDisplay(progress, task)
             for _ in renderer.render(display.step):
                 pass
-        except KeyboardInterrupt:
-            interrupted = True
-    audio = renderer.finish()
-    done = renderer.clips_done
-    if interrupted and not done:
+    except KeyboardInterrupt:
+        interrupted = True
+    if renderer is None or not renderer.clips_done:
         click.echo("Interrupted before the first clip was finished; nothing written.", err=True)
         click.get_current_context().exit(EXIT_INTERRUPTED)
-    audio.save(output)
+    done = renderer.clips_done
+    # The last join and the writing take a moment; cut short, they would lose the whole render.
+    with interrupts_held(deliver=False) as held:
+        audio = renderer.finish()
+        save_audio_whole(audio, output)
     wrote = f"{output} ({audio.duration_s:.2f} s, {done} of {num_clips} clips)"
-    if interrupted:
+    if interrupted or held.count:
         click.echo(f"Interrupted: wrote {wrote}.", err=True)
         click.get_current_context().exit(EXIT_INTERRUPTED)
     click.echo(f"Wrote {wrote}")
@@ -164,23 +179,6 @@ def check_outputs(output: Path, images_dir: Path | None, num_clips: int, overwri
     refuse_to_overwrite(outputs, overwrite)
     if images_dir is not None:
         prepare_output_dir(images_dir)
-
-
-def check_model_settings(steps: int, scheduler: str | None, device: str) -> str | None:
-    """Check --steps and --device, and return the scheduler's canonical name."""
-    if not 1 <= steps <= MAX_INFERENCE_STEPS:
-        raise RiffusionError(f"--steps must be between 1 and {MAX_INFERENCE_STEPS}, got {steps}")
-    resolve_device(device)
-    return None if scheduler is None else scheduler_name(scheduler)
-
-
-def seed_value(seed: int | None, name: str, limit: int = MAX_SEED + 1) -> int:
-    """seed, or a random one when None; RiffusionError naming the option when out of range."""
-    if seed is None:
-        return secrets.randbelow(min(limit, 2**32))
-    if not 0 <= seed < limit:
-        raise RiffusionError(f"{name} must be between 0 and {limit - 1}, got {seed}")
-    return seed
 
 
 # --- riff -------------------------------------------------------------------------------------
@@ -260,14 +258,7 @@ def riff(
     bpm: str | None,
     stereo: StereoMode,
     images_dir: Path | None,
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
 ) -> None:
@@ -279,7 +270,7 @@ def riff(
     from one setting to the other along the track.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, device)
+    scheduler = check_model_settings(steps, scheduler, model_settings.device)
     if start_time < 0:
         raise RiffusionError(f"--start-time must be at least 0, got {start_time:g}")
     if duration is not None and duration <= 0:
@@ -328,16 +319,7 @@ def riff(
         TrackSource(track, params, width, stereo),
         output,
         images_dir,
-        lambda: load_pipeline(
-            model,
-            model_config,
-            revision,
-            cache_dir,
-            lora,
-            lora_scale,
-            resolve_device(device),
-            dtype,
-        ),
+        model_settings.load,
         quality,
         scheduler,
         normalize="keep",
@@ -369,6 +351,7 @@ def _bpm_number(text: str) -> float:
 @click.option("--seed-start", type=int, help="Seed at the start; a random one when omitted.")
 @click.option("--seed-end", type=int, help="Seed at the end (default: --seed-start).")
 @seed_image_option
+@seed_images_option
 @click.option(
     "--denoising",
     type=float,
@@ -399,6 +382,7 @@ def interpolate(
     seed_start: int | None,
     seed_end: int | None,
     seed_image: str,
+    seed_images_dir: Path | None,
     denoising: float,
     guidance: float,
     negative: str | None,
@@ -406,14 +390,7 @@ def interpolate(
     steps: int,
     scheduler: str | None,
     images_dir: Path | None,
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
 ) -> None:
@@ -423,13 +400,14 @@ def interpolate(
     its alpha between the two prompts and seeds; clip 1 is the start alone, the last the end.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, device)
+    scheduler = check_model_settings(steps, scheduler, model_settings.device)
     alphas = interpolation_alphas(num_steps, alpha_power)
     seed_start = seed_value(seed_start, "--seed-start")
     seed_end = seed_start if seed_end is None else seed_value(seed_end, "--seed-end")
     start = PromptInput(start_prompt, seed_start, negative, denoising, guidance)
     end = PromptInput(end_prompt, seed_end, negative, denoising, guidance)
-    source = LoopSource(load_seed_image(seed_argument(seed_image)), params)
+    check_seed_images_dir(seed_images_dir)
+    source = LoopSource(seed_image_for(seed_image, seed_images_dir), params)
     plan = plan_interpolation(
         start, end, alphas, source.loop_columns, params, steps, _seed_id(seed_image)
     )
@@ -444,16 +422,7 @@ def interpolate(
         source,
         output,
         images_dir,
-        lambda: load_pipeline(
-            model,
-            model_config,
-            revision,
-            cache_dir,
-            lora,
-            lora_scale,
-            resolve_device(device),
-            dtype,
-        ),
+        model_settings.load,
         quality,
         scheduler,
         normalize="peak",
@@ -477,6 +446,7 @@ def interpolate(
 )
 @output_option
 @seed_image_option
+@seed_images_option
 @click.option(
     "--velocity",
     type=float,
@@ -504,6 +474,7 @@ def jam(
     duration: float,
     output: Path,
     seed_image: str,
+    seed_images_dir: Path | None,
     velocity: float,
     denoising: float,
     guidance: float,
@@ -511,14 +482,7 @@ def jam(
     steps: int,
     scheduler: str | None,
     images_dir: Path | None,
-    model: str,
-    model_config: str | None,
-    revision: str | None,
-    cache_dir: Path | None,
-    lora: tuple[str, ...],
-    lora_scale: float,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
 ) -> None:
@@ -528,11 +492,12 @@ def jam(
     at its share of the set and, as in the live jam, takes over after a transition.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, device)
+    scheduler = check_model_settings(steps, scheduler, model_settings.device)
     if not duration > 0:
         raise RiffusionError(f"--duration must be positive, got {duration:g}")
     seed = seed_value(seed, "--seed", SEED_MODULUS if seed is not None else RANDOM_JAM_SEED_LIMIT)
-    source = LoopSource(load_seed_image(seed_argument(seed_image)), params)
+    check_seed_images_dir(seed_images_dir)
+    source = LoopSource(seed_image_for(seed_image, seed_images_dir), params)
     settings = JamSettings(
         denoising=denoising,
         guidance=guidance,
@@ -549,16 +514,7 @@ def jam(
         source,
         output,
         images_dir,
-        lambda: load_pipeline(
-            model,
-            model_config,
-            revision,
-            cache_dir,
-            lora,
-            lora_scale,
-            resolve_device(device),
-            dtype,
-        ),
+        model_settings.load,
         quality,
         scheduler,
         normalize="peak",

@@ -4,13 +4,15 @@ A RenderPlan lists the clips of a piece: where each sits on a timeline of spectr
 (10 ms each by default) and what to generate for it. A ClipSource says what each clip starts from
 (its init image) and how the generated image becomes mel amplitudes for the timeline. The Renderer
 runs the plan clip by clip through RiffusionPipeline.riffuse and joins the results with a
-Stitcher; it can stop after any clip (Ctrl-C) and still hand back valid audio of what was done.
+Stitcher; it can be stopped at any point (Ctrl-C) and still hand back valid audio of the clips
+done: a clip counts once it is wholly joined, and an interrupt never leaves one half joined.
 
 riff, interpolate and jam (riffusion.render.longform) differ only in their plans and sources.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from PIL import Image
 from riffusion.audio import Audio
 from riffusion.diffusion.inputs import InferenceInput
 from riffusion.errors import RiffusionError
+from riffusion.interrupts import interrupts_held
 from riffusion.render.joins import Stitcher, with_pre_roll
 from riffusion.seeds.images import image_timing
 from riffusion.seeds.timing import retime_columns
@@ -257,7 +260,8 @@ class Renderer:
 
         progress is called from the diffusion loop; an exception it raises (KeyboardInterrupt
         included) propagates out of the generator, and the clips done so far stay done: finish()
-        still gives their audio.
+        still gives their audio. A Ctrl-C during a clip's diffusion drops that clip; one after it
+        (while the clip is joined and its images saved) takes effect once the clip is done.
         """
         for clip in self.plan.clips[self._done :]:
 
@@ -269,20 +273,30 @@ class Renderer:
             image = self.pipeline.riffuse(
                 clip.inputs, init_image, scheduler=self.scheduler, callback=step
             )
-            if self.images_dir is not None:
-                save_spectrogram_image(image, self.images_dir / f"clip_{clip.index:04d}.png")
-                if self.source.init_images_vary:
-                    path = self.images_dir / f"source_{clip.index:04d}.png"
-                    save_spectrogram_image(init_image, path)
-            mel = self.source.clip_mel(clip, image)[..., : clip.length]
-            piece = self._stitcher.add(mel, clip.start)
-            # An interrupt before the count leaves this clip out: finish() then cuts the audio
-            # where the counted clips end, whatever the stitcher holds.
-            self._pieces.append(piece.samples)
-            self._done += 1
+            # The diffusion, by far the longest part, is done: finish the clip rather than lose it.
+            with interrupts_held():
+                self._keep(clip, init_image, image)
             yield RenderedClip(
                 clip, image, self.plan.samples_after(self._done) / self.plan.sample_rate
             )
+
+    def _keep(self, clip: PlannedClip, init_image: Image.Image, image: Image.Image) -> None:
+        """Join clip's generated image to the audio, save its images, and count it done. An
+        exception part way leaves the clip uncounted and the renderer's stitcher as it was, so
+        finish() gives exactly the clips before this one."""
+        mel = self.source.clip_mel(clip, image)[..., : clip.length]
+        # The join changes the stitcher in several steps; on a copy, an exception part way leaves
+        # the renderer's own stitcher untouched.
+        stitcher = copy.deepcopy(self._stitcher)
+        piece = stitcher.add(mel, clip.start)
+        if self.images_dir is not None:
+            save_spectrogram_image(image, self.images_dir / f"clip_{clip.index:04d}.png")
+            if self.source.init_images_vary:
+                path = self.images_dir / f"source_{clip.index:04d}.png"
+                save_spectrogram_image(init_image, path)
+        self._stitcher = stitcher
+        self._pieces.append(piece.samples)
+        self._done += 1
 
     def finish(self) -> Audio:
         """The audio of the clips done: plan.num_samples long when all are, else up to the end of
