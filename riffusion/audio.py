@@ -7,6 +7,7 @@ and MP3 support, so no ffmpeg is needed. Resampling is polyphase filtering from 
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -152,16 +153,25 @@ class Audio:
         return cls(data.T, sample_rate)
 
     def save(self, path: str | Path, overwrite: bool = True) -> Path:
-        """Write to path; the format follows the extension (wav, flac, ogg, mp3)."""
+        """Write to path; the format follows the extension (wav, flac, ogg, mp3).
+
+        The file is written beside path under a temporary name and renamed into place, so path
+        holds its old content or the whole new file, never part of one, however the writing
+        stops (a full disk, Ctrl-C, a crash).
+        """
         path = Path(path)
         if path.exists() and not overwrite:
             raise RiffusionError(f"{path}: already exists (pass overwrite to replace it)")
         data = self.to_bytes(format_for_extension(path.name))
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            partial.write_bytes(data)
+            os.replace(partial, path)
         except OSError as error:
             raise RiffusionError(f"{path}: cannot write ({error.strerror or error})") from None
+        finally:
+            partial.unlink(missing_ok=True)
         return path
 
     def to_bytes(self, format: str = "wav") -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +126,22 @@ def test_save_refuses_to_overwrite_when_asked(tmp_path: Path) -> None:
     path = Audio(sine(), 44100).save(tmp_path / "a.wav")
     with pytest.raises(RiffusionError, match="already exists"):
         Audio(sine(), 44100).save(path, overwrite=False)
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "kept.wav"
+    output.write_bytes(b"old")
+    write_bytes = Path.write_bytes
+
+    def disk_full(self: Path, data: bytes) -> int:
+        write_bytes(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    audio = Audio(np.zeros((1, 4410), dtype=np.float32), 44100)
+    with pytest.raises(RiffusionError, match=f"{output}: cannot write \\(No space left"):
+        audio.save(output)
+    assert output.read_bytes() == b"old"
+    assert [path.name for path in tmp_path.iterdir()] == ["kept.wav"]

@@ -7,7 +7,6 @@ Clips are 128 columns (1.28 s) wide and diffusion runs 2 steps, so each command 
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import signal
@@ -22,11 +21,9 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from riffusion import Audio, InferenceInput, PromptInput
-from riffusion.cli.common import save_audio_whole
 from riffusion.cli.main import cli
 from riffusion.cli.model_options import ModelSettings
 from riffusion.cli.render_commands import EXIT_INTERRUPTED, ProgressDisplay
-from riffusion.errors import RiffusionError
 from riffusion.render.engine import LoopSource, Renderer, RenderPlan
 from riffusion.render.joins import Stitcher
 from riffusion.render.longform import interpolation_alphas, plan_interpolation, plan_riff
@@ -347,25 +344,6 @@ def test_ctrl_c_while_loading_the_model(tmp_path: Path, monkeypatch: pytest.Monk
         "Interrupted before the first clip was finished; nothing written."
     )
     assert not output.exists()
-
-
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_part(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    output = tmp_path / "kept.wav"
-    output.write_bytes(b"old")
-    write_bytes = Path.write_bytes
-
-    def disk_full(self: Path, data: bytes) -> int:
-        write_bytes(self, data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(Path, "write_bytes", disk_full)
-    audio = Audio(np.zeros((1, 4410), dtype=np.float32), 44100)
-    with pytest.raises(RiffusionError, match=f"{output}: cannot write \\(No space left"):
-        save_audio_whole(audio, output)
-    assert output.read_bytes() == b"old"
-    assert [path.name for path in tmp_path.iterdir()] == ["kept.wav"]
 
 
 def test_a_real_ctrl_c_to_a_running_interpolation(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
 
-from riffusion.audio import Audio, format_for_extension
+from riffusion.audio import Audio
 from riffusion.devices import AUTO
 from riffusion.errors import RiffusionError
 from riffusion.spectrogram.params import SpectrogramParams
@@ -151,19 +150,3 @@ def prepare_output_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RiffusionError(f"{path}: cannot create the directory ({error.strerror})") from None
-
-
-def save_audio_whole(audio: Audio, path: Path) -> None:
-    """Write audio to path (format by extension, replacing what is there) through a temporary file
-    beside it, renamed into place: path holds its old content or the whole new file, never part of
-    one, whenever the writing stops."""
-    data = audio.to_bytes(format_for_extension(path.name))
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    except OSError as error:
-        raise RiffusionError(f"{path}: cannot write ({error.strerror or error})") from None
-    finally:
-        partial.unlink(missing_ok=True)

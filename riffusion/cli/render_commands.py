@@ -32,7 +32,6 @@ from riffusion.cli.common import (
     prepare_output_dir,
     quality_option,
     refuse_to_overwrite,
-    save_audio_whole,
 )
 from riffusion.cli.model_options import (
     ModelSettings,
@@ -160,7 +159,7 @@ def render_to_file(
     # The last join and the writing take a moment; cut short, they would lose the whole render.
     with interrupts_held(deliver=False) as held:
         audio = renderer.finish()
-        save_audio_whole(audio, output)
+        audio.save(output)
     wrote = f"{output} ({audio.duration_s:.2f} s, {done} of {num_clips} clips)"
     if interrupted or held.count:
         click.echo(f"Interrupted: wrote {wrote}.", err=True)
