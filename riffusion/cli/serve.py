@@ -43,6 +43,13 @@ from riffusion.spectrogram.reconstruction import Quality
     show_default=True,
     help="Inference requests that may wait; more answer 429.",
 )
+@click.option(
+    "--max-batch",
+    default="auto",
+    show_default=True,
+    metavar="auto|N",
+    help="Concurrent requests that may share one UNet call; auto: 4 on CUDA, 1 elsewhere.",
+)
 @quality_option
 def serve(
     host: str,
@@ -52,6 +59,7 @@ def serve(
     dtype: str,
     seed_images: Path | None,
     queue_capacity: int,
+    max_batch: str,
     quality: Quality,
 ) -> None:
     """Serve the web app at http://HOST:PORT/ and the API (docs at /docs).
@@ -62,18 +70,25 @@ def serve(
     import uvicorn
 
     from riffusion.server.app import ServerConfig, create_app
+    from riffusion.server.worker import AUTO as BATCH_AUTO
 
     if not 0 <= port <= 65535:
         raise RiffusionError(f"--port must be between 0 and 65535, got {port}")
     if seed_images is not None and not seed_images.is_dir():
         raise RiffusionError(f"--seed-images {seed_images}: no such folder")
     resolve_device(device)  # an unusable device fails here, not in the background
+    batch = max_batch.strip().lower()
+    if batch != BATCH_AUTO and not (batch.isdecimal() and int(batch) >= 1):
+        raise RiffusionError(
+            f"--max-batch must be 'auto' or a whole number of at least 1, got {max_batch!r}"
+        )
     config = ServerConfig(
         model=model,
         device=None if device == AUTO else device,
         dtype=None if dtype == "auto" else dtype,
         seed_images_dir=seed_images,
         queue_capacity=queue_capacity,
+        max_batch=BATCH_AUTO if batch == BATCH_AUTO else int(batch),
         quality=quality,
     )
     app = create_app(config)

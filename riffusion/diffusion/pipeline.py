@@ -3,6 +3,8 @@
 riffuse() is the original riffusion's generation: img2img from a seed spectrogram, with the
 prompt, seed, guidance and denoising strength interpolated between a start and an end at alpha.
 txt2img() makes a spectrogram from noise alone; img2img() is riffuse() without interpolation.
+riffuse_batch() runs several riffuse() requests that share a schedule through one UNet call per
+step (batch_key() tells which can share); riffuse() is its batch of one.
 
 Numerics: the UNet and VAE run in the pipeline's dtype (float16 / bfloat16 where fast), while the
 latents, the noise, the guidance combination and the scheduler arithmetic stay in float32, so that
@@ -18,6 +20,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -50,6 +53,97 @@ _CACHE_SIZE = 16
 
 class Cancelled(Exception):
     """A generation was cancelled between two diffusion steps."""
+
+
+@dataclass(frozen=True)
+class RiffuseRequest:
+    """One generation of a riffuse_batch() call: riffuse()'s arguments that belong to a request.
+
+    Attributes:
+        inputs: prompts, seeds, alpha and step count.
+        init_image: seed spectrogram; sides must be multiples of size_multiple (64).
+        mask_image: white = repaint, black = keep the seed image (see riffuse()).
+        callback: this request's progress callback; it may raise Cancelled to stop the request.
+        cancel: an event that, once set, stops this request before its next step.
+    """
+
+    inputs: InferenceInput
+    init_image: Image.Image
+    mask_image: Image.Image | None = None
+    callback: ProgressCallback | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What requests must share to run through one UNet call per step: the same timesteps, the
+    same latent size and the same rows per request. Requests with equal keys can be batched.
+
+    Attributes:
+        scheduler: the scheduler class's name.
+        num_inference_steps: steps of the full schedule.
+        denoising_steps: steps that run, int(num_inference_steps * denoising).
+        latent_size: (height, width) of the latents, pixels / 8.
+        guided: whether guidance > 1 (two UNet rows per request, else one).
+    """
+
+    scheduler: str
+    num_inference_steps: int
+    denoising_steps: int
+    latent_size: tuple[int, int]
+    guided: bool
+
+    def difference(self, other: BatchKey) -> str:
+        """The fields in which other differs, as "name self != other; ...", for error messages."""
+        return "; ".join(
+            f"{field.name} {getattr(self, field.name)} != {getattr(other, field.name)}"
+            for field in fields(self)
+            if getattr(self, field.name) != getattr(other, field.name)
+        )
+
+
+@dataclass(eq=False)
+class _Member:
+    """One request's state in the diffusion loop. Tensors are float32 on the pipeline's device
+    unless said otherwise; latents are (1, 4, h, w).
+
+    Attributes:
+        noise: the request's (interpolated) noise.
+        text_embeddings: (2 or 1, tokens, hidden) in the UNet's dtype, [negative, prompt] when
+            guided.
+        guidance: classifier-free guidance scale.
+        generator: drives the scheduler's per-step noise, if it draws any.
+        init_latents: the seed image's latents (img2img), or None to start from noise.
+        keep: (1, 1, h, w) mask weights of init_latents (1 = keep), or None.
+        callback, cancel: as in RiffuseRequest.
+        scheduler: the request's own scheduler, made by the loop.
+        latents: the current latents; the final ones once the loop is done.
+        outcome: Cancelled once the request stopped early, else None.
+    """
+
+    noise: torch.Tensor
+    text_embeddings: torch.Tensor
+    guidance: float
+    generator: torch.Generator
+    init_latents: torch.Tensor | None = None
+    keep: torch.Tensor | None = None
+    callback: ProgressCallback | None = None
+    cancel: threading.Event | None = None
+    scheduler: SchedulerMixin | None = None
+    latents: torch.Tensor | None = None
+    outcome: Cancelled | None = None
+
+    def report(self, done: int, total: int) -> None:
+        """Call the callback; a Cancelled it raises stops this member only."""
+        if self.callback is not None and self.outcome is None:
+            try:
+                self.callback(done, total)
+            except Cancelled as cancelled:
+                self.outcome = cancelled
+
+    def check_cancel(self, message: str) -> None:
+        if self.outcome is None and self.cancel is not None and self.cancel.is_set():
+            self.outcome = Cancelled(message)
 
 
 def slerp(
@@ -211,52 +305,112 @@ class RiffusionPipeline(DiffusionPipeline):
             Cancelled: when cancelled between steps.
             RiffusionError: for unusable images or parameters.
         """
-        _check_inputs(init_image, mask_image, output_type)
-        start, end, alpha = inputs.start, inputs.end, inputs.alpha
-        guidance = _lerp(start.guidance, end.guidance, alpha)
-        denoising = _lerp(start.denoising, end.denoising, alpha)
-        init_latents = self.encode_image(init_image, start.seed)
-
-        ends = [(start, 1.0 - alpha), (end, alpha)]
-        # Encode only the prompts that take part: at alpha 0 or 1 this keeps the result
-        # independent of the other end (whose length could otherwise change the padding).
-        weighted_ends = [(prompt, weight) for prompt, weight in ends if weight != 0.0]
-        text_embeddings = self._text_embeddings(weighted_ends, guidance, use_reweighting)
-
-        # The seeds' noises, interpolated along the sphere. The start seed's generator also
-        # drives any per-step noise of the scheduler.
-        start_generator = self._generator(start.seed)
-        noise_start = self._randn(init_latents.shape, start_generator)
-        noise_end = noise_start
-        if alpha:
-            noise_end = self._randn(init_latents.shape, self._generator(end.seed))
-        noise = slerp(alpha, noise_start, noise_end)
-
-        keep = None
-        if mask_image is not None:
-            keep = self._keep_mask(mask_image, tuple(init_latents.shape[-2:]))
-
-        latents = self._denoise(
-            init_latents=init_latents,
-            noise=noise,
-            text_embeddings=text_embeddings,
-            guidance=guidance,
-            num_inference_steps=inputs.num_inference_steps,
-            denoising=denoising,
-            keep=keep,
-            scheduler=scheduler,
-            generator=start_generator,
-            callback=callback,
-            cancel=cancel,
+        requests = [RiffuseRequest(inputs, init_image, mask_image, callback, cancel)]
+        (result,) = self.riffuse_batch(
+            requests, use_reweighting, scheduler=scheduler, output_type=output_type
         )
-        output = self._output(latents, output_type, cancel)
-        if isinstance(output, Image.Image):
-            # Tags the seed image carries beyond the spectrogram's own (its tempo, say) hold for
-            # the result too: img2img keeps the seed's width and beat grid.
-            exif = output.getexif()
-            for tag, value in init_image.getexif().items():
-                exif.setdefault(tag, value)
-        return output
+        if isinstance(result, Cancelled):
+            raise result
+        return result
+
+    @torch.no_grad()
+    def riffuse_batch(
+        self,
+        requests: Sequence[RiffuseRequest],
+        use_reweighting: bool = True,
+        *,
+        scheduler: str | None = None,
+        output_type: OutputType = "pil",
+    ) -> list[Image.Image | torch.Tensor | Cancelled]:
+        """riffuse() for several requests at once, with one UNet call per diffusion step.
+
+        The requests must have equal batch_key()s. Each keeps everything that makes its result
+        its own: its scheduler instance and generator, noise, text embeddings, guidance and mask.
+        Only the UNet forward passes and the VAE decoding are shared. A batch of one is riffuse()
+        itself; a larger batch matches separate riffuse() calls up to float rounding (batched
+        matrix products round differently).
+
+        Text embeddings of different lengths (prompts over 75 tokens embed to several 77-token
+        chunks) are zero-padded to the longest, and the padding is masked out of the UNet's
+        cross-attention.
+
+        Args:
+            requests: the generations, each with its own progress callback and cancel event.
+            use_reweighting, scheduler, output_type: as in riffuse(), for every request.
+
+        Returns:
+            One result per request, in order: its image or latents as riffuse() gives them, or
+            the Cancelled exception of a request that was cancelled (by its event or by its
+            callback raising Cancelled); the other requests run on. An exception of any other
+            kind from a callback stops the whole call.
+
+        Raises:
+            RiffusionError: for an unusable request, or for requests that cannot share a batch.
+        """
+        _check_output_type(output_type)
+        keys = [
+            self.batch_key(
+                request.inputs, request.init_image, request.mask_image, scheduler=scheduler
+            )
+            for request in requests
+        ]
+        for index, key in enumerate(keys[1:], start=1):
+            if key != keys[0]:
+                raise RiffusionError(
+                    f"requests 0 and {index} cannot share a batch: {keys[0].difference(key)}"
+                )
+        if not requests:
+            return []
+
+        members = [self._riffuse_member(request, use_reweighting) for request in requests]
+        self._denoise(
+            members,
+            num_inference_steps=keys[0].num_inference_steps,
+            denoising_steps=keys[0].denoising_steps,
+            scheduler=scheduler,
+        )
+        outputs = self._outputs(members, output_type)
+        for request, output in zip(requests, outputs, strict=True):
+            if isinstance(output, Image.Image):
+                # Tags the seed image carries beyond the spectrogram's own (its tempo, say) hold
+                # for the result too: img2img keeps the seed's width and beat grid.
+                exif = output.getexif()
+                for tag, value in request.init_image.getexif().items():
+                    exif.setdefault(tag, value)
+        return outputs
+
+    def batch_key(
+        self,
+        inputs: InferenceInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None = None,
+        *,
+        scheduler: str | None = None,
+    ) -> BatchKey:
+        """What riffuse() of these arguments must share with others to join them in a batch.
+
+        Cheap (no model work), and it checks the arguments as riffuse() would.
+
+        Raises:
+            RiffusionError: for images of the wrong kind or size, or an unknown scheduler.
+        """
+        _check_images(init_image, mask_image)
+        self._check_size(init_image.width, init_image.height, "seed image")
+        start, end, alpha = inputs.start, inputs.end, inputs.alpha
+        steps = inputs.num_inference_steps
+        denoising = _lerp(start.denoising, end.denoising, alpha)
+        cls = type(self.scheduler) if scheduler is None else scheduler_class(scheduler)
+        return BatchKey(
+            scheduler=cls.__name__,
+            num_inference_steps=steps,
+            # The original riffusion's img2img schedule: the last int(steps * denoising) steps.
+            denoising_steps=min(int(steps * denoising), steps),
+            latent_size=(
+                init_image.height // self.vae_scale_factor,
+                init_image.width // self.vae_scale_factor,
+            ),
+            guided=_lerp(start.guidance, end.guidance, alpha) > 1.0,
+        )
 
     @torch.no_grad()
     def img2img(
@@ -308,7 +462,7 @@ class RiffusionPipeline(DiffusionPipeline):
         The initial noise is drawn as diffusers' StableDiffusionPipeline draws it, so a seed
         gives the same start as there. Other arguments as in riffuse().
         """
-        _check_inputs(None, None, output_type)
+        _check_output_type(output_type)
         height = self.spectrogram_params.num_frequencies if height is None else height
         self._check_size(width, height, "image")
         if not 1 <= num_inference_steps <= MAX_INFERENCE_STEPS:
@@ -324,21 +478,24 @@ class RiffusionPipeline(DiffusionPipeline):
             width // self.vae_scale_factor,
         )
         generator = self._generator(prompt.seed)
-        noise = self._randn(shape, generator)
-        latents = self._denoise(
-            init_latents=None,
-            noise=noise,
+        member = _Member(
+            noise=self._randn(shape, generator),
             text_embeddings=text_embeddings,
             guidance=prompt.guidance,
-            num_inference_steps=num_inference_steps,
-            denoising=1.0,
-            keep=None,
-            scheduler=scheduler,
             generator=generator,
             callback=callback,
             cancel=cancel,
         )
-        return self._output(latents, output_type, cancel)
+        self._denoise(
+            [member],
+            num_inference_steps=num_inference_steps,
+            denoising_steps=None,
+            scheduler=scheduler,
+        )
+        (output,) = self._outputs([member], output_type)
+        if isinstance(output, Cancelled):
+            raise output
+        return output
 
     @torch.no_grad()
     def encode_image(self, image: Image.Image, seed: int) -> torch.Tensor:
@@ -376,79 +533,127 @@ class RiffusionPipeline(DiffusionPipeline):
 
     # --- The diffusion loop -------------------------------------------------------------------
 
+    def _riffuse_member(self, request: RiffuseRequest, use_reweighting: bool) -> _Member:
+        """A riffuse() request's conditioning: seed image latents, text embeddings, noise, mask."""
+        start, end, alpha = request.inputs.start, request.inputs.end, request.inputs.alpha
+        guidance = _lerp(start.guidance, end.guidance, alpha)
+        init_latents = self.encode_image(request.init_image, start.seed)
+
+        ends = [(start, 1.0 - alpha), (end, alpha)]
+        # Encode only the prompts that take part: at alpha 0 or 1 this keeps the result
+        # independent of the other end (whose length could otherwise change the padding).
+        weighted_ends = [(prompt, weight) for prompt, weight in ends if weight != 0.0]
+        text_embeddings = self._text_embeddings(weighted_ends, guidance, use_reweighting)
+
+        # The seeds' noises, interpolated along the sphere. The start seed's generator also
+        # drives any per-step noise of the scheduler.
+        start_generator = self._generator(start.seed)
+        noise_start = self._randn(init_latents.shape, start_generator)
+        noise_end = noise_start
+        if alpha:
+            noise_end = self._randn(init_latents.shape, self._generator(end.seed))
+
+        keep = None
+        if request.mask_image is not None:
+            keep = self._keep_mask(request.mask_image, tuple(init_latents.shape[-2:]))
+        return _Member(
+            noise=slerp(alpha, noise_start, noise_end),
+            text_embeddings=text_embeddings,
+            guidance=guidance,
+            generator=start_generator,
+            init_latents=init_latents,
+            keep=keep,
+            callback=request.callback,
+            cancel=request.cancel,
+        )
+
     def _denoise(
         self,
+        members: Sequence[_Member],
         *,
-        init_latents: torch.Tensor | None,
-        noise: torch.Tensor,
-        text_embeddings: torch.Tensor,
-        guidance: float,
         num_inference_steps: int,
-        denoising: float,
-        keep: torch.Tensor | None,
+        denoising_steps: int | None,
         scheduler: str | None,
-        generator: torch.Generator,
-        callback: ProgressCallback | None,
-        cancel: threading.Event | None,
-    ) -> torch.Tensor:
-        """Run the reverse diffusion; returns the final latents (float32).
+    ) -> None:
+        """Run the reverse diffusion of members side by side, one UNet call per step.
 
-        With init_latents (img2img), only the last int(steps * denoising) steps of the schedule
-        run, starting from init_latents noised to the first of them. Without, all steps run from
-        pure noise. keep (1 = keep init_latents, 0 = repaint) re-imposes init_latents after each
-        step, noised to the level the latents have reached.
+        Each member ends with its final latents (float32) in .latents, or Cancelled in .outcome.
+        With denoising_steps (img2img), only the last denoising_steps steps of the schedule run,
+        starting from each member's init_latents noised to the first of them. With None, all
+        steps run from pure noise. A member's keep re-imposes its init_latents after each step,
+        noised to the level the latents have reached. The members must share guidedness (all
+        guidance > 1 or none) and latent size.
         """
-        sched = self._make_scheduler(scheduler)
-        try:
-            sched.set_timesteps(num_inference_steps, device=self.device)
-        except ValueError as error:  # e.g. LCM with more steps than it was distilled for
-            raise RiffusionError(f"{type(sched).__name__}: {error}") from None
-        timesteps = sched.timesteps
-
-        if init_latents is None:
-            latents = noise * sched.init_noise_sigma
+        for member in members:
+            member.scheduler = self._make_scheduler(scheduler)
+            try:
+                member.scheduler.set_timesteps(num_inference_steps, device=self.device)
+            except ValueError as error:  # e.g. LCM with more steps than it was distilled for
+                raise RiffusionError(f"{type(member.scheduler).__name__}: {error}") from None
+        # Every member's scheduler has the same class, config and step count: one schedule.
+        lead = members[0].scheduler
+        timesteps = lead.timesteps
+        if denoising_steps is None:
+            for member in members:
+                member.latents = member.noise * member.scheduler.init_noise_sigma
         else:
             # The original riffusion's img2img schedule: skip the first (1 - denoising) of the
             # steps. (Its "+ steps_offset" arithmetic reduces to this for the PNDM schedule.)
-            num_steps = min(int(num_inference_steps * denoising), num_inference_steps)
-            first = (num_inference_steps - num_steps) * sched.order
-            timesteps = timesteps[first:] if num_steps else timesteps[:0]
-            if hasattr(sched, "set_begin_index"):
-                sched.set_begin_index(first)
-            latents = init_latents
-            if len(timesteps):
-                latents = sched.add_noise(init_latents, noise, timesteps[:1])
+            first = (num_inference_steps - denoising_steps) * lead.order
+            timesteps = timesteps[first:] if denoising_steps else timesteps[:0]
+            for member in members:
+                if hasattr(member.scheduler, "set_begin_index"):
+                    member.scheduler.set_begin_index(first)
+                member.latents = member.init_latents
+                if len(timesteps):
+                    member.latents = member.scheduler.add_noise(
+                        member.init_latents, member.noise, timesteps[:1]
+                    )
 
-        guided = guidance > 1.0
-        step_parameters = inspect.signature(sched.step).parameters
-        step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
+        guided = members[0].guidance > 1.0
+        rows_per_member = 2 if guided else 1
+        takes_generator = "generator" in inspect.signature(lead.step).parameters
         unet_dtype = self.unet.dtype
 
         total = len(timesteps)
-        if callback is not None:
-            callback(0, total)
+        for member in members:
+            member.report(0, total)
         for index, timestep in enumerate(timesteps):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(f"cancelled after {index} of {total} steps")
-            # Both guidance halves go through the UNet as one batch: [unconditional, prompt].
-            model_input = torch.cat([latents, latents]) if guided else latents
-            model_input = sched.scale_model_input(model_input, timestep)
-            noise_pred = self.unet(
-                model_input.to(unet_dtype), timestep, encoder_hidden_states=text_embeddings
+            for member in members:
+                member.check_cancel(f"cancelled after {index} of {total} steps")
+            active = [member for member in members if member.outcome is None]
+            if not active:
+                break
+            # Both guidance halves of every member go through the UNet as one batch:
+            # [unconditional, prompt] per member, members in order.
+            model_inputs = []
+            for member in active:
+                rows = torch.cat([member.latents] * rows_per_member)
+                model_inputs.append(member.scheduler.scale_model_input(rows, timestep))
+            text_embeddings, text_mask = _batched_text_embeddings(active)
+            noise_preds = self.unet(
+                torch.cat(model_inputs).to(unet_dtype),
+                timestep,
+                encoder_hidden_states=text_embeddings,
+                encoder_attention_mask=text_mask,
             ).sample.float()
-            if guided:
-                noise_uncond, noise_text = noise_pred.chunk(2)
-                noise_pred = noise_uncond + guidance * (noise_text - noise_uncond)
-            latents = sched.step(noise_pred, timestep, latents, **step_kwargs).prev_sample
 
-            if keep is not None:
-                known = init_latents
-                if index + 1 < total:
-                    known = sched.add_noise(init_latents, noise, timesteps[index + 1 : index + 2])
-                latents = keep * known + (1.0 - keep) * latents
-            if callback is not None:
-                callback(index + 1, total)
-        return latents
+            for member, noise_pred in zip(active, noise_preds.split(rows_per_member), strict=True):
+                if guided:
+                    noise_uncond, noise_text = noise_pred.chunk(2)
+                    noise_pred = noise_uncond + member.guidance * (noise_text - noise_uncond)
+                step_kwargs = {"generator": member.generator} if takes_generator else {}
+                member.latents = member.scheduler.step(
+                    noise_pred, timestep, member.latents, **step_kwargs
+                ).prev_sample
+                if member.keep is not None:
+                    known = member.init_latents
+                    if index + 1 < total:
+                        known = member.scheduler.add_noise(
+                            member.init_latents, member.noise, timesteps[index + 1 : index + 2]
+                        )
+                    member.latents = member.keep * known + (1.0 - member.keep) * member.latents
+                member.report(index + 1, total)
 
     def _make_scheduler(self, name: str | None) -> SchedulerMixin:
         """A fresh scheduler (they hold per-run state) from the checkpoint's scheduler config."""
@@ -461,26 +666,39 @@ class RiffusionPipeline(DiffusionPipeline):
             overrides["clip_sample"] = False
         return cls.from_config(self.scheduler.config, **overrides)
 
-    def _output(
-        self, latents: torch.Tensor, output_type: OutputType, cancel: threading.Event | None
-    ) -> Image.Image | torch.Tensor:
-        if output_type == "latent":
-            return latents
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("cancelled before decoding")
-        return self._decode(latents)
+    def _outputs(
+        self, members: Sequence[_Member], output_type: OutputType
+    ) -> list[Image.Image | torch.Tensor | Cancelled]:
+        """Each member's result: its image or final latents, or its Cancelled."""
+        if output_type == "pil":
+            for member in members:
+                member.check_cancel("cancelled before decoding")
+        finished = [member for member in members if member.outcome is None]
+        if output_type == "latent" or not finished:
+            outputs = [member.latents for member in finished]
+        else:
+            outputs = self._decode([member.latents for member in finished])
+        results = iter(outputs)
+        return [
+            member.outcome if member.outcome is not None else next(results) for member in members
+        ]
 
-    def _decode(self, latents: torch.Tensor) -> Image.Image:
-        """Latents (1, 4, h, w) -> RGB spectrogram image (8h x 8w) with spectrogram EXIF."""
-        latents = latents / self.vae.config.scaling_factor
-        pixels = self.vae.decode(latents.to(self.vae.dtype)).sample.float()
-        pixels = (pixels / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-        image = Image.fromarray((pixels * 255).round().astype(np.uint8), mode="RGB")
-        exif = image.getexif()
-        exif.update(self.spectrogram_params.to_exif())
-        # Model output has no measured loudness: it is read back at the original's fixed scale.
-        exif[int(ExifTag.MAX_VALUE)] = DEFAULT_MAX_VALUE
-        return image
+    def _decode(self, latents: Sequence[torch.Tensor]) -> list[Image.Image]:
+        """Latents, each (1, 4, h, w), -> RGB spectrogram images (8h x 8w) with spectrogram
+        EXIF, in one VAE call."""
+        batch = torch.cat(list(latents)) / self.vae.config.scaling_factor
+        pixels = self.vae.decode(batch.to(self.vae.dtype)).sample.float()
+        pixels = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        images = []
+        for frame in pixels:
+            image = Image.fromarray((frame * 255).round().astype(np.uint8), mode="RGB")
+            exif = image.getexif()
+            exif.update(self.spectrogram_params.to_exif())
+            # Model output has no measured loudness: it is read back at the original's fixed
+            # scale.
+            exif[int(ExifTag.MAX_VALUE)] = DEFAULT_MAX_VALUE
+            images.append(image)
+        return images
 
     # --- Conditioning -------------------------------------------------------------------------
 
@@ -586,13 +804,39 @@ class RiffusionPipeline(DiffusionPipeline):
         return noise.to(self.device)
 
 
-def _check_inputs(init_image: object, mask_image: object, output_type: str) -> None:
-    """Fail before any model work on arguments of the wrong kind."""
+def _check_output_type(output_type: str) -> None:
     if output_type not in ("pil", "latent"):
         raise RiffusionError(f"output_type must be 'pil' or 'latent', got {output_type!r}")
+
+
+def _check_images(init_image: object, mask_image: object) -> None:
+    """Fail before any model work on images of the wrong kind."""
     for name, image in (("init_image", init_image), ("mask_image", mask_image)):
         if image is not None and not isinstance(image, Image.Image):
             raise RiffusionError(f"{name} must be a PIL image, got {type(image).__name__}")
+
+
+def _batched_text_embeddings(
+    members: Sequence[_Member],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The members' text embeddings as one UNet batch, and its cross-attention mask or None.
+
+    Embeddings of different token lengths are zero-padded to the longest; the mask (rows, tokens;
+    1 = attend, 0 = padding) then keeps the padding out of the attention. With equal lengths
+    there is no mask, so a member's rows are exactly what it would give alone.
+    """
+    embeddings = [member.text_embeddings for member in members]
+    length = max(embedding.shape[1] for embedding in embeddings)
+    if all(embedding.shape[1] == length for embedding in embeddings):
+        return torch.cat(embeddings), None
+    padded, masks = [], []
+    for embedding in embeddings:
+        rows, tokens = embedding.shape[:2]
+        padded.append(torch.nn.functional.pad(embedding, (0, 0, 0, length - tokens)))
+        mask = embedding.new_zeros((rows, length))
+        mask[:, :tokens] = 1
+        masks.append(mask)
+    return torch.cat(padded), torch.cat(masks)
 
 
 def _image_digest(image: Image.Image) -> str:

@@ -45,9 +45,12 @@ from riffusion.server.schemas import (
 )
 from riffusion.server.studio import studio_router
 from riffusion.server.worker import (
+    AUTO,
     CLIENT_CLOSED_REQUEST,
     InferenceWorker,
+    MaxBatch,
     QueueFull,
+    resolve_max_batch,
     result_unless_disconnected,
 )
 from riffusion.spectrogram.reconstruction import Quality
@@ -77,6 +80,8 @@ class ServerConfig:
         dtype: compute precision name; None picks per device (see checkpoints.resolve_dtype).
         seed_images_dir: folder of extra seed images and masks, by file name.
         queue_capacity: inference requests that may wait before new ones answer 429.
+        max_batch: concurrent requests that may share one UNet call per step; "auto" picks per
+            device where that raises throughput (worker.AUTO_MAX_BATCH: 4 on CUDA, else 1).
         quality: phase reconstruction quality of the audio.
         static_dir: the web app's files, served at /.
     """
@@ -86,6 +91,7 @@ class ServerConfig:
     dtype: str | None = None
     seed_images_dir: Path | None = None
     queue_capacity: int = 16
+    max_batch: MaxBatch = AUTO
     quality: Quality = "fast"
     static_dir: Path = STATIC_DIR
 
@@ -146,7 +152,12 @@ def create_app(
     library = library or SeedLibrary(config.seed_images_dir)
     device = str(resolve_device(config.device))
     model = ModelHolder(config.model, device, loader or pipeline_loader(config, library))
-    worker = InferenceWorker(model, capacity=config.queue_capacity, quality=config.quality)
+    worker = InferenceWorker(
+        model,
+        capacity=config.queue_capacity,
+        quality=config.quality,
+        max_batch=resolve_max_batch(config.max_batch, device),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

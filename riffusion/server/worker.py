@@ -3,6 +3,12 @@ queue. Requests wait their turn there; when it is full, submit() refuses at once
 answers 429) instead of letting waits grow without bound. A request whose client went away is
 taken out of the queue, or, if already running, stopped at the next diffusion step.
 
+With max_batch > 1, the worker takes the oldest waiting job together with up to max_batch - 1
+later ones that can share its diffusion schedule (RiffusionPipeline.batch_key), and runs them
+through one UNet call per step; the jobs it passes over keep their places. That pays where one
+request leaves the device idle (a GPU), not on a CPU (docs/benchmarks.md, "Batching concurrent
+sessions"), hence resolve_max_batch()'s per-device default.
+
 Each job is rendered completely on the worker thread: diffusion, phase reconstruction and encoding
 to JPEG and MP3 (or diffusion and JPEG alone, for a job without audio), so the event loop only
 ever waits on a future.
@@ -17,15 +23,21 @@ import io
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
+import torch
 from PIL import Image
 
 from riffusion.diffusion.inputs import InferenceInput
+from riffusion.errors import RiffusionError
 from riffusion.server.model import ModelHolder
 from riffusion.spectrogram.reconstruction import Quality
+
+if TYPE_CHECKING:
+    from riffusion.diffusion.pipeline import BatchKey, RiffusionPipeline
 
 # JPEG quality of the spectrograms sent to clients: high, since the web app draws its 3D height
 # map from them and JPEG's blocks would show as ridges.
@@ -36,8 +48,38 @@ CLIENT_CLOSED_REQUEST = 499
 DISCONNECT_POLL_S = 0.25
 # Seconds per job assumed for Retry-After before any job has been timed.
 _INITIAL_JOB_S = 5.0
-# Weight of the newest job in the running average of job time.
+# Weight of the newest run in the running average of run time.
 _AVERAGE_WEIGHT = 0.3
+# How long (s) the worker, batching and with jobs already waiting, gives the clients it has just
+# served to send their next job before it takes a batch. Without it, clients that each wait for
+# their result before sending the next job fall into step with the worker: it takes the queue
+# the moment it delivers a result, just before that client's next job arrives, so two such
+# clients would never share a batch. An idle worker starts a job at once.
+BATCH_GATHER_S = 0.05
+
+AUTO = "auto"
+#: max_batch "auto" per device type. On a CPU one request's UNet call already keeps every core
+#: busy and batching gained nothing at Stable Diffusion 1.5's sizes; a GPU is mostly idle with one
+#: request's two rows. See docs/benchmarks.md, "Batching concurrent sessions".
+AUTO_MAX_BATCH = {"cuda": 4}
+
+MaxBatch = int | Literal["auto"]
+
+
+def resolve_max_batch(setting: MaxBatch, device: str | torch.device) -> int:
+    """The jobs the worker may batch on device: setting itself, or for "auto" the device's
+    AUTO_MAX_BATCH entry (1 where it has none).
+
+    Raises:
+        RiffusionError: setting is neither "auto" nor a whole number of at least 1.
+    """
+    if setting == AUTO:
+        return AUTO_MAX_BATCH.get(torch.device(device).type, 1)
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise RiffusionError(
+            f"max_batch must be 'auto' or a whole number of at least 1, got {setting!r}"
+        )
+    return setting
 
 
 class QueueFull(Exception):
@@ -137,28 +179,49 @@ async def result_unless_disconnected(
 
 
 class InferenceWorker:
-    """Runs jobs one after another on a thread of its own, in the order they were submitted.
+    """Runs jobs on a thread of its own, in the order they were submitted, or in batches of
+    compatible jobs led by the oldest waiting one.
 
     Args:
         model: where the pipeline comes from (jobs are refused until it is ready).
-        capacity: jobs that may wait (not counting the one running).
+        capacity: jobs that may wait (not counting the running ones).
         quality: phase reconstruction quality of the audio.
+        max_batch: jobs that may run through the UNet together; 1 runs them one at a time.
+        gather_s: with max_batch > 1, how long to wait for a fuller batch when jobs are already
+            waiting as a run ends (see BATCH_GATHER_S).
+
+    Attributes:
+        completed: jobs that ran to an end (a result, an error or a cancellation).
+        dropped: jobs taken out of the queue because nobody wanted their result any more.
+        batch_sizes: how many runs the worker made of each batch size.
     """
 
-    def __init__(self, model: ModelHolder, capacity: int = 16, quality: Quality = "fast") -> None:
+    def __init__(
+        self,
+        model: ModelHolder,
+        capacity: int = 16,
+        quality: Quality = "fast",
+        max_batch: int = 1,
+        gather_s: float = BATCH_GATHER_S,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model
         self.capacity = capacity
         self.quality = quality
+        self.max_batch = max_batch
+        self.gather_s = gather_s
         self._queue: deque[Job] = deque()
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._condition = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._average_job_s: float | None = None
+        self._average_run_s: float | None = None
         self.completed = 0
         self.dropped = 0
+        self.batch_sizes: Counter[int] = Counter()
 
     # --- Lifecycle ----------------------------------------------------------------------------
 
@@ -167,13 +230,13 @@ class InferenceWorker:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Refuse new jobs, drop the waiting ones, stop the running one, and end the thread."""
+        """Refuse new jobs, drop the waiting ones, stop the running ones, and end the thread."""
         with self._condition:
             self._stopping = True
             while self._queue:
                 self._queue.popleft().future.cancel()
-            if self._running is not None:
-                self._running.cancel_event.set()
+            for job in self._running:
+                job.cancel_event.set()
             self._condition.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -218,62 +281,141 @@ class InferenceWorker:
                 self._queue.remove(job)
                 job.future.cancel()
                 self.dropped += 1
-            elif job is self._running:
+            elif job in self._running:
+                # Only this job stops; the others of its batch run on.
                 job.cancel_event.set()
 
     def retry_after_s(self) -> int:
-        """A guess of the seconds until the queue has room: one job's time, rounded up."""
+        """A guess of the seconds until the queue has room: the time of one run (a job, or a
+        batch of jobs), rounded up, since the worker takes the next jobs when a run ends."""
         with self._condition:
             return self._retry_after_s_locked()
 
     def _retry_after_s_locked(self) -> int:
-        job_s = self._average_job_s if self._average_job_s is not None else _INITIAL_JOB_S
-        return max(1, math.ceil(job_s))
+        run_s = self._average_run_s if self._average_run_s is not None else _INITIAL_JOB_S
+        return max(1, math.ceil(run_s))
 
     # --- The worker thread --------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._condition:
+                if self._queue and len(self._queue) < self.max_batch:
+                    self._gather_locked()
                 while not self._queue and not self._stopping:
                     self._condition.wait()
                 if self._stopping:
                     return
-                job = self._queue.popleft()
-                if not job.future.set_running_or_notify_cancel():
+                jobs = self._take_jobs_locked()
+                if not jobs:
                     continue
-                self._running = job
+                self._running = list(jobs)
+                self.batch_sizes[len(jobs)] += 1
             started = time.monotonic()
+            self._render(jobs)
+            with self._condition:
+                self._record_time(time.monotonic() - started)
+
+    def _gather_locked(self) -> None:
+        """Wait up to gather_s for the queue to hold max_batch jobs (or for stop())."""
+        deadline = time.monotonic() + self.gather_s
+        while len(self._queue) < self.max_batch and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._condition.wait(left)
+
+    def _take_jobs_locked(self) -> list[Job]:
+        """The oldest live job and up to max_batch - 1 later ones that can share its batch,
+        taken out of the queue and marked running; the others keep their order."""
+        while self._queue:
+            lead = self._queue.popleft()
+            if lead.future.set_running_or_notify_cancel():
+                break
+        else:
+            return []
+        jobs = [lead]
+        if self.max_batch == 1:
+            return jobs
+        pipeline = self.model.pipeline()
+        key = _batch_key(pipeline, lead)
+        if key is None:
+            return jobs
+        for job in list(self._queue):
+            if len(jobs) == self.max_batch:
+                break
+            if _batch_key(pipeline, job) != key:
+                continue
+            self._queue.remove(job)
+            if job.future.set_running_or_notify_cancel():
+                jobs.append(job)
+        return jobs
+
+    def _record_time(self, seconds: float) -> None:
+        if self._average_run_s is None:
+            self._average_run_s = seconds
+        else:
+            self._average_run_s += _AVERAGE_WEIGHT * (seconds - self._average_run_s)
+
+    def _render(self, jobs: list[Job]) -> None:
+        """Diffuse jobs together, then encode and deliver each one's clip as soon as it is done."""
+        pipeline = self.model.pipeline()
+        outcomes: list[Image.Image | BaseException]
+        try:
+            if len(jobs) == 1:
+                job = jobs[0]
+                outcomes = [
+                    pipeline.riffuse(
+                        job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event
+                    )
+                ]
+            else:
+                # Imported here: the pipeline module pulls in diffusers, which the server loads
+                # in the background with the model.
+                from riffusion.diffusion.pipeline import RiffuseRequest
+
+                outcomes = pipeline.riffuse_batch(
+                    [
+                        RiffuseRequest(
+                            job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event
+                        )
+                        for job in jobs
+                    ]
+                )
+        except Exception as error:  # delivered to whoever waits on each future
+            outcomes = [error] * len(jobs)
+
+        for job, outcome in zip(jobs, outcomes, strict=True):
             result: RenderedClip | None = None
-            error: Exception | None = None
-            try:
-                result = self._render(job)
-            except Exception as exception:  # delivered to whoever waits on the future
-                error = exception
+            error: BaseException | None = outcome if isinstance(outcome, BaseException) else None
+            if error is None:
+                try:
+                    result = self._clip(pipeline, job, outcome)
+                except Exception as exception:
+                    error = exception
             # Counted before the result is delivered, so whoever sees the result sees the count.
             with self._condition:
-                self._running = None
+                self._running.remove(job)
                 self.completed += 1
-                self._record_time(time.monotonic() - started)
             if error is not None:
                 job.future.set_exception(error)
             else:
                 job.future.set_result(result)
 
-    def _record_time(self, seconds: float) -> None:
-        if self._average_job_s is None:
-            self._average_job_s = seconds
-        else:
-            self._average_job_s += _AVERAGE_WEIGHT * (seconds - self._average_job_s)
-
-    def _render(self, job: Job) -> RenderedClip:
-        pipeline = self.model.pipeline()
-        image = pipeline.riffuse(
-            job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event
-        )
+    def _clip(self, pipeline: RiffusionPipeline, job: Job, image: Image.Image) -> RenderedClip:
+        """job's generated image encoded for the wire, with its audio unless job is without."""
         jpeg = io.BytesIO()
         image.save(jpeg, format="JPEG", quality=JPEG_QUALITY, exif=image.getexif())
         if not job.with_audio:
             return RenderedClip(jpeg.getvalue(), b"", 0.0, image)
         audio = pipeline.audio_from_image(image, quality=self.quality)
         return RenderedClip(jpeg.getvalue(), audio.to_bytes("mp3"), audio.duration_s, image)
+
+
+def _batch_key(pipeline: RiffusionPipeline, job: Job) -> BatchKey | None:
+    """What job must share with others to be batched with them, or None if it cannot be
+    batched (its inputs are unusable: it runs alone and fails with the reason)."""
+    try:
+        return pipeline.batch_key(job.inputs, job.init_image, job.mask_image)
+    except RiffusionError:
+        return None
