@@ -12,6 +12,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -319,6 +320,32 @@ def test_cancelling_one_job_of_a_running_batch_drops_only_that_job(
         assert first.future.result(60).duration_s == pytest.approx(0.64)
         assert stepped.runs == [["A"], ["B", "C"]]
         assert worker.completed == 3 and worker.dropped == 0
+    finally:
+        worker.stop()
+
+
+def test_jobs_with_and_without_audio_share_a_batch_and_keep_their_kind(
+    pipe, server_seed: Image.Image
+) -> None:
+    """The jam's jobs (no audio: it joins the images itself) batch with the API's."""
+    stepped = SteppedPipeline(pipe, gated_calls=1)
+    worker = start_worker(stepped, max_batch=4)
+    try:
+        first = worker.submit(inputs("A"), server_seed, None)
+        assert stepped.entered[0].wait(60)
+        jam = worker.submit(inputs("B"), server_seed, None, with_audio=False)
+        api = worker.submit(inputs("C"), server_seed, None)
+        stepped.gates[0].set()
+
+        jam_clip, api_clip = jam.future.result(60), api.future.result(60)
+        first.future.result(60)
+        assert stepped.runs == [["A"], ["B", "C"]]
+        assert jam_clip.mp3 == b"" and jam_clip.duration_s == 0.0
+        assert jam_clip.image is stepped.images["B"]
+        assert jam_clip.jpeg == jpeg(stepped.images["B"])
+        assert soundfile.info(io.BytesIO(api_clip.mp3)).format == "MP3"
+        assert api_clip.duration_s == pytest.approx(0.64)
+        assert api_clip.jpeg == jpeg(stepped.images["C"])
     finally:
         worker.stop()
 
