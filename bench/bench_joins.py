@@ -10,8 +10,16 @@ clip is converted to a spectrogram from its own audio and joined back:
     stitch         riffusion.stitch (level matching, mel crossfade, phase continued across joins).
 
 "uncut" is the whole clip reconstructed in one piece, measured at the same places: what the joins
-would score if there were none. Pipeline outputs: the tiny random-weight model re-imagines the
-same track (riff) and renders seed loops (interpolate), joined by concatenation and by stitch.
+would score if there were none.
+
+Seed loops: every built-in seed's loop played --loops times through stitch (the model left out).
+Pipeline outputs, from the tiny random-weight model: riff of the same track, and for every
+built-in seed an interpolation and a jam of --loops whole loops, each rendered by the Renderer as
+`riffusion interpolate` and `riffusion jam` render them. Loops are compared with the no-join floor
+(the same loops butted and reconstructed as one piece), plain concatenation, and loop-wise
+concatenation (each loop reconstructed as a loop on its own, back to back), all measured at the
+same two places per join: the loop boundary (where concatenation joins, and where stitch's
+crossfade ends on the loop's first column) and the middle of stitch's crossfade, 0.1 s before it.
 
 Figures (see riffusion.render.metrics): the boundary artefact figure at 12 kHz (energy above the
 spectrogram's 10 kHz top, where only discontinuities put any) and at 4 kHz (in the music's band);
@@ -19,30 +27,40 @@ for real music also the log-spectral distance of the mel spectrogram from the or
 the joins and elsewhere, and the level step at the joins.
 
     .venv/bin/python bench/bench_joins.py [--reference PATH] [--width 64] [--overlap 20]
-        [--skip-pipeline]
+        [--skip-real] [--skip-pipeline] [--seeds og_beat,swing] [--loops 6]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from riffusion import Audio, SpectrogramImageConverter, stitch
-from riffusion.diffusion.inputs import PromptInput
-from riffusion.render.engine import LoopSource
-from riffusion.render.joins import Stitcher
+from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.jam import JamSettings
+from riffusion.render.engine import LoopSource, Renderer, loop_plan
+from riffusion.render.joins import Stitcher, with_pre_roll
 from riffusion.render.longform import (
+    LOOP_OVERLAP_COLUMNS,
     TrackSource,
     interpolation_alphas,
     plan_interpolation,
+    plan_jam,
     plan_riff,
 )
-from riffusion.render.metrics import join_artefacts, plain_concatenation
-from riffusion.seeds import load_seed_image
+from riffusion.render.metrics import (
+    join_artefacts,
+    looped_concatenation,
+    plain_concatenation,
+    uncut_reconstruction,
+)
+from riffusion.seeds import list_seeds, load_seed_image
 from riffusion.spectrogram.params import SpectrogramParams
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "riffusion-reference" / "clip.wav"
@@ -52,6 +70,19 @@ NEAR_COLUMNS = 10
 LSD_FLOOR = 1e-4
 # Window either side of a join for the level step, s.
 LEVEL_WINDOW_S = 0.1
+# How much better than plain concatenation the joins should be, dB (the issue's target).
+TARGET_DB = 10.0
+# High-pass cut-offs of the boundary artefact figure, Hz: above the spectrograms' top, and in band.
+CUTOFFS_HZ = (12000.0, 4000.0)
+# What the tiny model renders: diffusion steps, prompts and seeds.
+STEPS = 4
+PROMPT = PromptInput("jazz piano", seed=7, denoising=0.55)
+END = PromptInput("church bells", seed=8, denoising=0.75)
+JAM_PROMPTS = ("sunrise dj set", "hard synth solo")
+JAM_SEED = 3
+LOOP_METHODS = ("floor", "concatenation", "loop-wise", "stitch")
+# stitch's own spectrogram (the crossfades) reconstructed in one piece: its floor in the crossfade.
+OWN_FLOOR = "stitch's spectrogram, uncut"
 
 
 def cut_clips(audio: Audio, width: int, overlap: int, converter: SpectrogramImageConverter):
@@ -107,7 +138,7 @@ def spectral_distance(audio: Audio, reference: np.ndarray, joins: list[int], con
     return f"{distance[near & inside].mean():5.2f} | {distance[~near & inside].mean():5.2f}"
 
 
-def level_step(audio: Audio, joins: list[int]) -> str:
+def level_step(audio: Audio, joins: list[int]) -> float:
     """Mean |level after - level before| (dB) over 100 ms either side of each join."""
     width = round(LEVEL_WINDOW_S * audio.sample_rate)
     mono = audio.samples.mean(axis=0)
@@ -116,7 +147,7 @@ def level_step(audio: Audio, joins: list[int]) -> str:
         before = np.sqrt(np.mean(mono[join - width : join] ** 2))
         after = np.sqrt(np.mean(mono[join : join + width] ** 2))
         steps.append(abs(20 * np.log10(after / before)))
-    return f"{np.mean(steps):5.2f}"
+    return float(np.mean(steps))
 
 
 def real_music(reference: Path, width: int, overlap: int) -> None:
@@ -156,7 +187,7 @@ def real_music(reference: Path, width: int, overlap: int) -> None:
         print(
             f"| {name} | {figures(result, joins)} | "
             f"{spectral_distance(result, original_mel, joins, converter)} | "
-            f"{level_step(result, joins)} |"
+            f"{level_step(result, joins):5.2f} |"
         )
     splices = join_artefacts(stitched, stitcher.splices)
     uncut = join_artefacts(results["uncut"], stitcher.splices)
@@ -167,55 +198,226 @@ def real_music(reference: Path, width: int, overlap: int) -> None:
     )
 
 
-def pipeline_outputs(reference: Path) -> None:
+def tiny_pipeline():
+    """The tiny random-weight test model (riffusion.testing) on the CPU, float32."""
     from riffusion.diffusion.pipeline import RiffusionPipeline
     from riffusion.testing import make_tiny_checkpoint
 
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = make_tiny_checkpoint(Path(folder) / "tiny")
-        pipeline = RiffusionPipeline.load_checkpoint(checkpoint, device="cpu", dtype="float32")
-    params = pipeline.spectrogram_params
-    prompt = PromptInput("jazz piano", seed=7, denoising=0.55)
+        return RiffusionPipeline.load_checkpoint(checkpoint, device="cpu", dtype="float32")
 
+
+def at_places(audio: Audio, places: list[list[int]], cutoff_hz: float) -> list[np.ndarray]:
+    """The per-join figure at each list of places, all measured against one set of reference
+    windows (every place is left out of the reference)."""
+    flat = [place for group in places for place in group]
+    per_join = np.array(join_artefacts(audio, flat, cutoff_hz=cutoff_hz).per_join_db)
+    return np.split(per_join, np.cumsum([len(group) for group in places[:-1]]))
+
+
+def riff_case(pipeline, reference: Path, width: int, overlap: int = 20) -> None:
+    params = pipeline.spectrogram_params
     track = Audio.load(reference).resample(params.sample_rate)
-    width, overlap = 128, 20
-    plan = plan_riff(track.num_frames, params, width, overlap, prompt, num_inference_steps=4)
+    plan = plan_riff(track.num_frames, params, width, overlap, PROMPT, num_inference_steps=STEPS)
     source = TrackSource(track, params, width, "mono")
-    riff_clips = []
+    clips = []
     for clip in plan.clips:
         image = pipeline.riffuse(clip.inputs, source.init_image(clip))
-        riff_clips.append(source.clip_mel(clip, image)[..., : clip.length])
+        clips.append(source.clip_mel(clip, image)[..., : clip.length])
     starts = [clip.start for clip in plan.clips]
+    results = {
+        "no-join floor (uncut)": uncut_reconstruction(clips, starts)[0],
+        "plain concatenation": plain_concatenation(clips, starts)[0],
+        "stitch": stitch(clips, starts),
+    }
+    joins = plan.join_samples()
+    print(
+        f"\nriff, tiny model, {len(clips)} clips of {width} columns overlapping by {overlap} "
+        f"({len(joins)} joins, at the middle of each overlap)"
+    )
+    print("| method | artefact 12 kHz mean (dB) | max (dB) | artefact 4 kHz mean (dB) |")
+    print("|---|---|---|---|")
+    for name, audio in results.items():
+        print(f"| {name} | {figures(audio, joins)} |")
 
-    seed = load_seed_image("og_beat")
-    end = PromptInput("church bells", seed=8, denoising=0.75)
-    loop_source = LoopSource(seed, params)
-    alphas = interpolation_alphas(8)
-    loops = plan_interpolation(prompt, end, alphas, loop_source.loop_columns, params, 4)
-    loop_images = [pipeline.riffuse(clip.inputs, seed) for clip in loops.clips]
-    loop_clips = [
-        loop_source.clip_mel(clip, image)
-        for clip, image in zip(loops.clips, loop_images, strict=True)
-    ]
 
-    print("\nPipeline outputs (tiny random-weight model, 4 steps)")
-    print("| render | method | artefact 12 kHz mean (dB) | max (dB) | artefact 4 kHz mean (dB) |")
-    print("|---|---|---|---|---|")
-    concatenated, joins = plain_concatenation(riff_clips, starts)
-    print(f"| riff, {len(riff_clips)} clips | concatenation | {figures(concatenated, joins)} |")
-    stitched = stitch(riff_clips, starts)
-    print(f"| riff, {len(riff_clips)} clips | stitch | {figures(stitched, joins)} |")
-    # The naive way plays the loops back to back; stitch crossfades from each loop's own end.
-    butted = [
-        loop_source.clip_mel(clip, image)[..., clip.pre_roll :]
-        for clip, image in zip(loops.clips, loop_images, strict=True)
-    ]
-    loop_width = loop_source.loop_columns
-    concatenated, joins = plain_concatenation(butted, [k * loop_width for k in range(len(butted))])
-    loops_name = f"interpolate, {len(loop_clips)} loops"
-    print(f"| {loops_name} | concatenation | {figures(concatenated, joins)} |")
-    stitched = stitch(loop_clips, [clip.start for clip in loops.clips])
-    print(f"| {loops_name} | stitch | {figures(stitched, loops.join_samples())} |")
+@dataclass
+class LoopCase:
+    """Figures of one render of loops, per method ("floor", "concatenation", "loop-wise",
+    "stitch") and cut-off: per-join dB at the loop boundaries and at the middle of stitch's
+    crossfades; and the level step at the boundaries (dB)."""
+
+    seed_id: str
+    render: str
+    boundary: dict[tuple[str, float], np.ndarray]
+    middle: dict[tuple[str, float], np.ndarray]
+    level_step: dict[str, float]
+
+    def mean(self, method: str, place: str, cutoff_hz: float = 12000.0) -> float:
+        """Mean over joins at one place ("boundary" or "middle"), dB."""
+        return float(getattr(self, place)[method, cutoff_hz].mean())
+
+    def over(self, method: str, reference: str) -> np.ndarray:
+        """Per join, how far method lies above reference at 12 kHz at the worse of the two
+        places (dB): what it adds wherever a join could be heard."""
+        return np.maximum(
+            self.boundary[method, 12000.0] - self.boundary[reference, 12000.0],
+            self.middle[method, 12000.0] - self.middle[reference, 12000.0],
+        )
+
+    def below_at_boundary(self, baseline: str, method: str = "stitch") -> float:
+        """Mean over joins of baseline - method at the loop boundary, 12 kHz (dB)."""
+        return self.mean(baseline, "boundary") - self.mean(method, "boundary")
+
+
+def render_loops(pipeline, seed_id: str, render: str, num_loops: int):
+    """(stitched audio as the Renderer makes it, the loops as generated (channels, mels, width))."""
+    params = pipeline.spectrogram_params
+    source = LoopSource(load_seed_image(seed_id), params)
+    width = source.loop_columns
+    if render == "interpolate":
+        alphas = interpolation_alphas(num_loops)
+        plan = plan_interpolation(PROMPT, END, alphas, width, params, STEPS, seed_id)
+    else:
+        settings = JamSettings(num_inference_steps=STEPS, seed_image_id=seed_id)
+        duration_s = num_loops * width * params.step_size_ms / 1000
+        plan = plan_jam(JAM_PROMPTS, duration_s, JAM_SEED, settings, width, params)
+    renderer = Renderer(pipeline, plan, source)
+    rendered = list(renderer.render())
+    loops = [source.clip_mel(done.clip, done.image)[..., done.clip.pre_roll :] for done in rendered]
+    return renderer.finish(), loops
+
+
+def repeated_seed(seed_id: str, num_loops: int, params: SpectrogramParams):
+    """(the seed's loop played num_loops times through stitch as the loop plans place it, the
+    loops): real downbeats at every boundary, without the model."""
+    source = LoopSource(load_seed_image(seed_id), params)
+    plain = PromptInput("-", 0)
+    inputs = [InferenceInput(plain, plain, 0.0)] * num_loops
+    plan = loop_plan(inputs, source.loop_columns, LOOP_OVERLAP_COLUMNS, params)
+    clips = [source.clip_mel(clip, source.seed_image) for clip in plan.clips]
+    stitched = stitch(clips, [clip.start for clip in plan.clips], params)
+    # The first clip has no pre-roll: it is the loop itself.
+    return stitched, [clips[0]] * num_loops
+
+
+def loop_case(seed_id: str, render: str, stitched: Audio, loops: list[np.ndarray]) -> LoopCase:
+    """The figures of loops (channels, mels, width) played one after another, stitched being
+    stitch's result (pre-rolls, crossfades ending on each loop's first column)."""
+    width = loops[0].shape[-1]
+    hop = SpectrogramParams().hop_length
+    starts = [index * width for index in range(len(loops))]
+    overlap = LOOP_OVERLAP_COLUMNS
+    pre_rolled = [with_pre_roll(loop, overlap if index else 0) for index, loop in enumerate(loops)]
+    pre_rolled_starts = [start - (overlap if start else 0) for start in starts]
+    boundaries = [start * hop for start in starts[1:]]
+    middles = [boundary - overlap // 2 * hop for boundary in boundaries]
+    results = {
+        "floor": uncut_reconstruction(loops, starts)[0],
+        "concatenation": plain_concatenation(loops, starts)[0],
+        "loop-wise": looped_concatenation(loops)[0],
+        "stitch": stitched,
+        OWN_FLOOR: uncut_reconstruction(pre_rolled, pre_rolled_starts, crossfade=True)[0],
+    }
+    boundary, middle = {}, {}
+    for method, audio in results.items():
+        for cutoff in CUTOFFS_HZ:
+            at_boundary, at_middle = at_places(audio, [boundaries, middles], cutoff)
+            boundary[method, cutoff], middle[method, cutoff] = at_boundary, at_middle
+    steps = {method: level_step(audio, boundaries) for method, audio in results.items()}
+    return LoopCase(seed_id, render, boundary, middle, steps)
+
+
+def loop_table(title: str, cases: list[LoopCase]) -> None:
+    print(
+        f"\n{title}: 12 kHz figure, mean over joins, at the loop boundary / at the middle of "
+        "stitch's crossfade (dB)"
+    )
+    print(
+        "| seed | render | no-join floor | plain concatenation | loop-wise concatenation "
+        "| stitch | concatenation − stitch, at boundary | loop-wise − stitch, at boundary "
+        "| loop-wise − floor, at boundary | stitch − floor, worse place |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for case in cases:
+        places = " | ".join(
+            f"{case.mean(method, 'boundary'):5.1f} / {case.mean(method, 'middle'):5.1f}"
+            for method in LOOP_METHODS
+        )
+        differences = [
+            case.below_at_boundary("concatenation"),
+            case.below_at_boundary("loop-wise"),
+            case.below_at_boundary("loop-wise", "floor"),
+            case.over("stitch", "floor").mean(),
+        ]
+        print(f"| {case.seed_id} | {case.render} | {places} | {fmt(differences)} |")
+    for render in dict.fromkeys(case.render for case in cases):
+        loop_summary(render, [case for case in cases if case.render == render])
+
+
+def loop_summary(render: str, cases: list[LoopCase]) -> None:
+    print(f"\n{render}, {len(cases)} seeds, means over cases (dB):")
+    print(
+        "| method | 12 kHz boundary | 12 kHz middle | 4 kHz boundary | 4 kHz middle "
+        "| level step at boundary |"
+    )
+    print("|---|---|---|---|---|---|")
+    for method in (*LOOP_METHODS, OWN_FLOOR):
+        row = [
+            np.mean([case.mean(method, place, cutoff) for case in cases])
+            for cutoff in CUTOFFS_HZ
+            for place in ("boundary", "middle")
+        ]
+        row.append(np.mean([case.level_step[method] for case in cases]))
+        print(f"| {method} | {fmt(row)} |")
+    for baseline in ("concatenation", "loop-wise"):
+        margins = [case.below_at_boundary(baseline) for case in cases]
+        met = sum(margin >= TARGET_DB for margin in margins)
+        print(
+            f"{baseline} − stitch at the boundary: mean {np.mean(margins):.1f} dB, least "
+            f"{min(margins):.1f} dB; {met} of {len(cases)} cases at least {TARGET_DB:g} dB"
+        )
+    headroom = [case.below_at_boundary("loop-wise", "floor") for case in cases]
+    print(
+        f"loop-wise − floor at the boundary (the most any joiner can gain on it): mean "
+        f"{np.mean(headroom):.1f} dB, most {max(headroom):.1f} dB"
+    )
+    for reference in ("floor", OWN_FLOOR):
+        over = np.concatenate([case.over("stitch", reference) for case in cases])
+        print(
+            f"stitch − {reference}, worse place per join: mean {over.mean():.1f} dB, "
+            f"worst join {over.max():.1f} dB"
+        )
+
+
+def fmt(values) -> str:
+    return " | ".join(f"{value:5.1f}" for value in values)
+
+
+def seed_loops(seed_ids: list[str], num_loops: int) -> None:
+    params = SpectrogramParams()
+    cases = []
+    for seed_id in seed_ids:
+        started = time.monotonic()
+        cases.append(loop_case(seed_id, "repeated", *repeated_seed(seed_id, num_loops, params)))
+        print(f"  {seed_id} repeated: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    loop_table(f"Seed loops, each played {num_loops} times (the model left out)", cases)
+
+
+def pipeline_outputs(reference: Path, seed_ids: list[str], num_loops: int) -> None:
+    pipeline = tiny_pipeline()
+    print(f"\nPipeline outputs (tiny random-weight model, {STEPS} steps)")
+    for width in (128, 64):
+        riff_case(pipeline, reference, width)
+    cases = []
+    for seed_id in seed_ids:
+        for render in ("interpolate", "jam"):
+            started = time.monotonic()
+            stitched, loops = render_loops(pipeline, seed_id, render, num_loops)
+            cases.append(loop_case(seed_id, render, stitched, loops))
+            print(f"  {seed_id} {render}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    loop_table(f"Loops, tiny model, {num_loops} per render", cases)
 
 
 def stereo_figures(audio: Audio) -> str:
@@ -258,13 +460,23 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=REFERENCE)
     parser.add_argument("--width", type=int, default=64, help="clip width, columns")
     parser.add_argument("--overlap", type=int, default=20, help="clip overlap, columns")
-    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--skip-real", action="store_true", help="leave out the real music")
+    parser.add_argument("--skip-pipeline", action="store_true", help="leave out the model")
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated seed ids for the loops (default: all)"
+    )
+    parser.add_argument("--loops", type=int, default=6, help="loops per interpolation and jam")
     args = parser.parse_args()
-    real_music(args.reference, args.width, 0)
-    real_music(args.reference, args.width, args.overlap)
-    stereo(args.reference)
+    if args.loops < 2:
+        parser.error("--loops must be at least 2 (a join needs two loops)")
+    seed_ids = args.seeds.split(",") if args.seeds else [seed.id for seed in list_seeds()]
+    if not args.skip_real:
+        real_music(args.reference, args.width, 0)
+        real_music(args.reference, args.width, args.overlap)
+        stereo(args.reference)
+    seed_loops(seed_ids, args.loops)
     if not args.skip_pipeline:
-        pipeline_outputs(args.reference)
+        pipeline_outputs(args.reference, seed_ids, args.loops)
 
 
 if __name__ == "__main__":

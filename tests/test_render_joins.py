@@ -9,14 +9,22 @@ import pytest
 
 import riffusion
 from riffusion import Audio, RiffusionError, SpectrogramImageConverter
-from riffusion.render.joins import MARGIN_COLUMNS, Stitcher, stitch
-from riffusion.render.metrics import join_artefacts, plain_concatenation
+from riffusion.render.joins import MARGIN_COLUMNS, Stitcher, stitch, with_pre_roll
+from riffusion.render.metrics import (
+    join_artefacts,
+    looped_concatenation,
+    plain_concatenation,
+    uncut_reconstruction,
+)
 from riffusion.spectrogram.image import image_from_mel_amplitudes
 
 CONVERTER = SpectrogramImageConverter()
 HOP = CONVERTER.params.hop_length
 # How much better than plain concatenation the joins must be, dB.
 TARGET_DB = 10.0
+# Loops as interpolate and jam place them: each after the first with a pre-roll of its own end.
+LOOP_COLUMNS = 64
+PRE_ROLL = 20
 
 
 def _cut(audio: Audio, width: int, overlap: int) -> tuple[list[np.ndarray], list[int]]:
@@ -88,6 +96,85 @@ def test_stitch_joins_different_sounds_without_clicks() -> None:
     assert join_artefacts(stitched, joins).mean_db <= (
         join_artefacts(concatenated, joins).mean_db - TARGET_DB
     )
+
+
+def _loop(frequencies: tuple[float, ...], seed: int) -> np.ndarray:
+    """A 0.64 s loop as mel amplitudes (1, 512, 64): a chord over faint noise with a tick on each
+    of its 4 beats (an eighth after the beat, so none sits on the boundary), analysed as it
+    repeats, so that its spectrogram wraps around seamlessly."""
+    rng = np.random.default_rng(seed)
+    length = LOOP_COLUMNS * HOP
+    time = np.arange(length) / 44100
+    samples = 0.003 * rng.standard_normal(length)
+    for frequency in frequencies:
+        samples += 0.05 * np.sin(2 * np.pi * frequency * time + rng.uniform(0, 2 * np.pi))
+    tick = 0.1 * rng.standard_normal(2000) * np.exp(-np.arange(2000) / 300)
+    for beat in range(4):
+        at = beat * length // 4 + length // 8
+        samples[at : at + tick.size] += tick
+    repeated = Audio(np.tile(samples, 3)[None].astype(np.float32), 44100)
+    return CONVERTER.mel_amplitudes_from_audio(repeated)[..., LOOP_COLUMNS : 2 * LOOP_COLUMNS]
+
+
+def _placed_as_loops(loops: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """The loops with their pre-rolls and start columns, as riffusion.render.engine.loop_plan
+    places them: every crossfade ends on the next loop's first column."""
+    clips = [with_pre_roll(loop, PRE_ROLL if index else 0) for index, loop in enumerate(loops)]
+    starts = [index * LOOP_COLUMNS - (PRE_ROLL if index else 0) for index in range(len(loops))]
+    return clips, starts
+
+
+def _at_loop_joins(audio: Audio, num_loops: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-join figures (dB) at the loop boundaries and at the middle of the crossfades before
+    them, against one set of reference windows."""
+    boundaries = [index * LOOP_COLUMNS * HOP for index in range(1, num_loops)]
+    middles = [boundary - PRE_ROLL // 2 * HOP for boundary in boundaries]
+    per_join = np.array(join_artefacts(audio, boundaries + middles).per_join_db)
+    return per_join[: num_loops - 1], per_join[num_loops - 1 :]
+
+
+def test_loops_join_at_the_no_join_floor() -> None:
+    # Three different chords, as an interpolation or a jam changes from loop to loop: their
+    # waveforms cannot meet at the boundaries, so concatenation clicks whatever the reconstruction.
+    chords = [(220.0, 277.2, 329.6), (246.9, 311.1, 370.0), (196.0, 246.9, 293.7)]
+    loops = [_loop(chord, index) for index, chord in enumerate(chords)]
+    butted = [index * LOOP_COLUMNS for index in range(len(loops))]
+    clips, starts = _placed_as_loops(loops)
+    stitched = _at_loop_joins(stitch(clips, starts), len(loops))
+    concatenated = _at_loop_joins(plain_concatenation(loops, butted)[0], len(loops))
+    floor = _at_loop_joins(uncut_reconstruction(loops, butted)[0], len(loops))
+    own_floor = _at_loop_joins(uncut_reconstruction(clips, starts, crossfade=True)[0], len(loops))
+    # Every method is measured at both places: where the loops meet, and in stitch's crossfade.
+    worst = [np.maximum(*figures) for figures in (stitched, concatenated, floor)]
+    assert worst[1].mean() - worst[0].mean() >= TARGET_DB, (stitched, concatenated)
+    # Near the butted loops uncut (the crossfade mixes two chords where they change at once)...
+    assert worst[0].mean() <= worst[2].mean() + 3.0, (stitched, floor)
+    # ...and as clean as its own spectrogram reconstructed in one piece, at both places.
+    for place in (0, 1):
+        assert stitched[place].mean() <= own_floor[place].mean() + 1.0, (stitched, own_floor)
+
+
+def test_a_loop_on_repeat_is_as_seamless_as_uncut() -> None:
+    loop = _loop((220.0, 277.2, 329.6), 0)
+    clips, starts = _placed_as_loops([loop] * 3)
+    butted = [0, LOOP_COLUMNS, 2 * LOOP_COLUMNS]
+    at_boundary = _at_loop_joins(stitch(clips, starts), 3)[0]
+    uncut = _at_loop_joins(uncut_reconstruction([loop] * 3, butted)[0], 3)[0]
+    concatenated = _at_loop_joins(plain_concatenation([loop] * 3, butted)[0], 3)[0]
+    assert at_boundary.max() <= uncut.max() + 1.0, (at_boundary, uncut)
+    assert concatenated.mean() >= at_boundary.mean() + TARGET_DB, (concatenated, at_boundary)
+
+
+def test_the_floor_and_the_baselines_join_where_the_clips_do() -> None:
+    loop = _loop((220.0, 277.2, 329.6), 0)
+    audio, joins = uncut_reconstruction([loop, loop], [0, 54])
+    assert joins == [59 * HOP] and audio.num_frames == 118 * HOP
+    audio, joins = uncut_reconstruction([loop, loop], [0, 54], crossfade=True)
+    assert joins == [59 * HOP] and audio.num_frames == 118 * HOP
+    audio, joins = looped_concatenation([loop, loop[..., :32]])
+    assert joins == [64 * HOP] and audio.num_frames == 96 * HOP
+    # Cut as plain concatenation cuts: the same join positions.
+    assert plain_concatenation([loop, loop], [0, 54])[1] == [59 * HOP]
 
 
 def test_loudness_is_matched_at_the_join() -> None:

@@ -5,10 +5,18 @@ above the band the spectrograms hold. So the figure is the energy of the high-pa
 short window around each join, relative to the typical (median) energy of the same measure in
 windows elsewhere in the audio. 0 dB means a join is like any other stretch of the audio; plain
 concatenation of independently reconstructed clips scores well above that.
+
+What a join can score depends on the music there as much as on the joiner (a downbeat at a loop
+boundary is loud above 12 kHz however it is joined; quiet image edges are quiet however they are
+joined), so figures are compared at the same places with the same reference windows, and against
+the no-join floor: the same clips reconstructed as one uncut piece (uncut_reconstruction). The
+naive baselines are plain_concatenation (each clip reconstructed on its own, edges and all) and,
+for loops, looped_concatenation (each loop reconstructed as a loop on its own, back to back).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +25,7 @@ from scipy.signal import butter, sosfiltfilt
 
 from riffusion.audio import Audio
 from riffusion.errors import RiffusionError
+from riffusion.render.joins import raised_cosine
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
@@ -141,3 +150,76 @@ def plain_concatenation(
         audio = converter.audio_from_mel_amplitudes(clip)
         pieces.append(audio.samples[:, low - offset : high - offset])
     return Audio(np.concatenate(pieces, axis=-1), converter.params.sample_rate), cuts
+
+
+def uncut_reconstruction(
+    clips: Sequence[np.ndarray],
+    starts: Sequence[int],
+    params: SpectrogramParams | None = None,
+    quality: Quality = "fast",
+    crossfade: bool = False,
+) -> tuple[Audio, list[int]]:
+    """The no-join floor: the clips' spectrograms laid on one timeline, reconstructed as one piece.
+
+    By default neighbours are cut at the middle of their overlap (rounded down to a whole column),
+    as plain_concatenation cuts them; with crossfade, overlaps are crossfaded with a raised cosine
+    as the Stitcher crossfades them (without its level matching), which gives the floor of
+    stitch's own spectrogram. The whole spectrogram is reconstructed in one go and peak-normalised:
+    the spectrogram still changes from one clip to the next, but no reconstruction has an edge
+    there, so the figure at those places is what a join scores when it adds nothing.
+
+    Args:
+        clips: mel amplitudes (channels, mels, columns).
+        starts: each clip's first column; each clip starts after the previous one's start and ends
+            at or after its end.
+
+    Returns (the audio from the first clip's start, the joins' sample positions in it: the cuts,
+    or the middles of the overlaps with crossfade).
+    """
+    converter = SpectrogramImageConverter(params, quality=quality)
+    hop = converter.params.hop_length
+    origin = starts[0]
+    timeline = np.array(clips[0], dtype=np.float32)
+    joins = []
+    for clip, start in zip(clips[1:], starts[1:], strict=True):
+        overlap = origin + timeline.shape[-1] - start
+        if crossfade:
+            fade = raised_cosine(overlap)
+            kept = timeline[..., start - origin :]
+            timeline[..., start - origin :] = kept * (1 - fade) + clip[..., :overlap] * fade
+            timeline = np.concatenate([timeline, clip[..., overlap:]], axis=-1)
+            joins.append((2 * (start - origin) + overlap) * hop // 2)
+        else:
+            cut = start + overlap // 2
+            timeline = np.concatenate([timeline[..., : cut - origin], clip[..., cut - start :]], -1)
+            joins.append((cut - origin) * hop)
+    return converter.audio_from_mel_amplitudes(timeline), joins
+
+
+def looped_concatenation(
+    loops: Sequence[np.ndarray],
+    params: SpectrogramParams | None = None,
+    quality: Quality = "fast",
+) -> tuple[Audio, list[int]]:
+    """Loops joined as a loop player would: each played as a loop on its own, back to back.
+
+    Each loop (mel amplitudes (channels, mels, columns), one period) is reconstructed with a
+    wrapped margin of its own columns either side, as riffusion.seeds.loop_audio_from_image plays a
+    seed's result, and peak-normalised; the loops are then concatenated. Unlike
+    plain_concatenation no piece has an edge of its own: what is left at each boundary is the
+    change of spectrogram and the meeting of two separate reconstructions' phases (which do not
+    meet even when a loop follows itself). The harder baseline for loops.
+
+    Returns (the audio, the joins' sample positions in it: the loop boundaries).
+    """
+    converter = SpectrogramImageConverter(params, quality=quality)
+    hop = converter.params.hop_length
+    pieces = []
+    for loop in loops:
+        columns = loop.shape[-1]
+        margin = min(math.ceil(converter.params.n_fft / hop), columns)
+        wrapped = np.concatenate([loop[..., -margin:], loop, loop[..., :margin]], axis=-1)
+        audio = converter.audio_from_mel_amplitudes(wrapped)
+        pieces.append(audio.samples[:, margin * hop : (margin + columns) * hop])
+    joins = [int(join) for join in np.cumsum([piece.shape[-1] for piece in pieces[:-1]])]
+    return Audio(np.concatenate(pieces, axis=-1), converter.params.sample_rate), joins
