@@ -133,17 +133,31 @@ def test_pghi_integration_recovers_consistent_phase() -> None:
     torch.testing.assert_close(difference, constant.expand_as(difference))
 
 
+@pytest.mark.parametrize("quality", ["fast", "high"])
+def test_no_pulse_at_the_start(quality: str) -> None:
+    """Steady broadband sound starts as it goes on: every bin of the first frame in one phase
+    would add up to a click on the first sample (about 5x the typical peak)."""
+    noise = 0.1 * np.random.default_rng(0).standard_normal(int(1.5 * PARAMS.sample_rate))
+    waveform = reconstruct_waveform(mel_of(noise[None].astype(np.float32), 150), PARAMS, quality)
+    window = round(0.01 * PARAMS.sample_rate)
+    samples = waveform[0].numpy()
+    peaks = np.abs(samples[: samples.size // window * window].reshape(-1, window)).max(axis=1)
+    assert peaks[0] < 1.5 * np.median(peaks)
+
+
 def test_invalid_quality() -> None:
     with pytest.raises(ValueError, match="quality"):
         reconstruct_waveform(torch.ones(1, PARAMS.num_frequencies, 30), PARAMS, "best")  # type: ignore[arg-type]
 
 
 def test_quality_floor_synth(synth_target: torch.Tensor) -> None:
-    # "original" scores about 0.073 here.
+    # "original" scores about 0.073 here; fast 0.056 and high 0.049. (A kick on the first sample
+    # suits the first frame's phases all alike, which scored 0.048 and 0.041 before that pulse was
+    # removed; see test_no_pulse_at_the_start.)
     fast = reconstruct_waveform(synth_target, PARAMS, "fast")
     high = reconstruct_waveform(synth_target, PARAMS, "high")
-    assert spectral_convergence(fast, synth_target) < 0.05
-    assert spectral_convergence(high, synth_target) < 0.045
+    assert spectral_convergence(fast, synth_target) < 0.06
+    assert spectral_convergence(high, synth_target) < 0.053
 
 
 def test_quality_floor_clip(clip_target: torch.Tensor) -> None:

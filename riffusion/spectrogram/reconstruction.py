@@ -321,7 +321,8 @@ def _phase_derivatives(
     Returns (log_magnitude, time_step, frequency_step), all shaped like magnitudes:
     time_step[..., n, k] is the phase advance from frame n - 1 to frame n at bin k and
     frequency_step[..., n, k] the change from bin k - 1 to bin k in frame n (trapezoid rule, zero
-    for n = 0 and k = 0), radians, for phases referenced to the window centre. For a Gaussian
+    for n = 0 and k = 0; derivatives as _derivative() takes them), radians, for phases referenced
+    to the window centre. For a Gaussian
     window of variance lambda, the phase's time derivative is the bin frequency plus
     (hop * n_fft / lambda) d(log magnitude)/d(bin), and its frequency derivative is
     -(lambda / (hop * n_fft)) d(log magnitude)/d(frame); the Hann window uses its Gaussian
@@ -333,22 +334,26 @@ def _phase_derivatives(
     time_step = torch.zeros_like(log_magnitude)
     frequency_step = torch.zeros_like(log_magnitude)
     if num_bins > 1 and num_frames > 1:
-        d_frequency = _derivative(log_magnitude, dim=-1)
+        d_frequency = _derivative(log_magnitude, dim=-1, even=True)
         time_rate = torch.add(grid.bin_advance, d_frequency, alpha=grid.time_gradient_scale)
         torch.add(time_rate[..., 1:, :], time_rate[..., :-1, :], out=time_step[..., 1:, :])
         time_step.mul_(0.5)
-        d_time = _derivative(log_magnitude, dim=-2)
+        d_time = _derivative(log_magnitude, dim=-2, even=False)
         torch.add(d_time[..., 1:], d_time[..., :-1], out=frequency_step[..., 1:])
         frequency_step.mul_(-0.5 * grid.frequency_gradient_scale)
     return log_magnitude, time_step, frequency_step
 
 
-def _derivative(values: torch.Tensor, dim: int) -> torch.Tensor:
-    """Derivative along dim (size >= 2): central differences, one-sided at the end, zero at 0.
+def _derivative(values: torch.Tensor, dim: int, even: bool) -> torch.Tensor:
+    """Derivative along dim (size >= 2): central differences inside, one-sided at the end, and at
+    index 0 zero if even, else one-sided.
 
-    Spectrograms are even about their first index: bin 0 because the signal is real, frame 0
-    because riffusion's STFT reflects the signal about its first sample. So the derivative there
-    vanishes, where a one-sided difference would see a slope that is not there.
+    Spectrograms of real signals are even about bin 0, so the frequency derivative there vanishes
+    (even=True), where a one-sided difference would see a slope that is not there. riffusion's STFT
+    also reflects the signal about its first sample, making frame 0 even in time; but a time
+    derivative of zero there gives every bin of frame 0 the same PGHI phase, and those bins add
+    up to a pulse on the first sample (about 5x the typical 10 ms peak on broadband sound), so
+    time uses even=False.
     """
     result = torch.zeros_like(values)
     size = values.shape[dim]
@@ -357,6 +362,9 @@ def _derivative(values: torch.Tensor, dim: int) -> torch.Tensor:
         result.narrow(dim, 1, size - 2).copy_(central).mul_(0.5)
     last = values.narrow(dim, size - 1, 1) - values.narrow(dim, size - 2, 1)
     result.narrow(dim, size - 1, 1).copy_(last)
+    if not even:
+        first = values.narrow(dim, 1, 1) - values.narrow(dim, 0, 1)
+        result.narrow(dim, 0, 1).copy_(first)
     return result
 
 
