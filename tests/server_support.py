@@ -85,11 +85,21 @@ class GatedPipeline:
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def riffuse(self, *args: Any, **kwargs: Any) -> Any:
+    def _pass_gate(self) -> None:
         self.entered.set()
         if not self.gate.wait(60):
             raise TimeoutError("the test never opened the gate")
+
+    def riffuse(self, *args: Any, **kwargs: Any) -> Any:
+        self._pass_gate()
         return self.pipeline.riffuse(*args, **kwargs)
+
+    def riffuse_batch(self, *args: Any, **kwargs: Any) -> Any:
+        self._pass_gate()
+        return self.pipeline.riffuse_batch(*args, **kwargs)
+
+    def batch_key(self, *args: Any, **kwargs: Any) -> Any:
+        return self.pipeline.batch_key(*args, **kwargs)
 
     def audio_from_image(self, *args: Any, **kwargs: Any) -> Any:
         return self.pipeline.audio_from_image(*args, **kwargs)

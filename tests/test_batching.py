@@ -350,6 +350,25 @@ def test_jobs_with_and_without_audio_share_a_batch_and_keep_their_kind(
         worker.stop()
 
 
+def test_a_failing_batch_key_runs_the_job_alone_and_the_worker_goes_on(
+    pipe, server_seed: Image.Image
+) -> None:
+    stepped = SteppedPipeline(pipe, gated_calls=1)
+    worker = start_worker(stepped, max_batch=2)
+    try:
+        first = worker.submit(inputs("A"), server_seed, None)
+        assert stepped.entered[0].wait(60)
+        with mock.patch.object(stepped, "batch_key", side_effect=ValueError("no key today")):
+            queued = [worker.submit(inputs(name), server_seed, None) for name in "BC"]
+            stepped.gates[0].set()
+            clips = [job.future.result(60) for job in [first, *queued]]
+        assert stepped.runs == [["A"], ["B"], ["C"]]
+        assert all(clip.jpeg for clip in clips)
+        assert worker.submit(inputs("D"), server_seed, None).future.result(60).jpeg
+    finally:
+        worker.stop()
+
+
 def test_worker_waits_for_the_client_it_just_served_only_when_jobs_wait(
     pipe, server_seed: Image.Image
 ) -> None:
@@ -376,8 +395,9 @@ def test_worker_waits_for_the_client_it_just_served_only_when_jobs_wait(
 
 
 def test_auto_max_batch_is_per_device() -> None:
-    assert resolve_max_batch("auto", "cpu") == 1
+    assert resolve_max_batch("auto", "cpu") == 2
     assert resolve_max_batch("auto", "cuda:1") == 4
+    assert resolve_max_batch("auto", "mps") == 1
     assert resolve_max_batch(3, "cpu") == 3
     for bad in (0, -2, 1.5, "four", True):
         with pytest.raises(RiffusionError, match="max_batch must be 'auto' or a whole number"):
@@ -385,11 +405,11 @@ def test_auto_max_batch_is_per_device() -> None:
 
 
 def test_server_config_sets_the_workers_batch() -> None:
-    assert create_app(ServerConfig(device="cpu")).state.worker.max_batch == 1
+    assert create_app(ServerConfig(device="cpu")).state.worker.max_batch == 2
     assert create_app(ServerConfig(device="cpu", max_batch=3)).state.worker.max_batch == 3
 
 
-@pytest.mark.parametrize(("value", "expected"), [("auto", 1), ("3", 3), (" 2 ", 2)])
+@pytest.mark.parametrize(("value", "expected"), [("auto", 2), ("3", 3), (" 2 ", 2)])
 def test_serve_max_batch_option(value: str, expected: int) -> None:
     with mock.patch("uvicorn.run") as run:
         result = CliRunner().invoke(cli, ["serve", "--device", "cpu", "--max-batch", value])

@@ -48,7 +48,7 @@ from riffusion.spectrogram.reconstruction import Quality
     default="auto",
     show_default=True,
     metavar="auto|N",
-    help="Concurrent requests that may share one UNet call; auto: 4 on CUDA, 1 elsewhere.",
+    help="Concurrent requests that may share one UNet call; auto: 4 on CUDA, 2 on CPUs, else 1.",
 )
 @quality_option
 def serve(

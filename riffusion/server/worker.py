@@ -58,10 +58,11 @@ _AVERAGE_WEIGHT = 0.3
 BATCH_GATHER_S = 0.05
 
 AUTO = "auto"
-#: max_batch "auto" per device type. On a CPU one request's UNet call already keeps every core
-#: busy and batching gained nothing at Stable Diffusion 1.5's sizes; a GPU is mostly idle with one
-#: request's two rows. See docs/benchmarks.md, "Batching concurrent sessions".
-AUTO_MAX_BATCH = {"cuda": 4}
+#: max_batch "auto" per device type. On a CPU one request's UNet call keeps the cores nearly busy:
+#: two requests per call gained 1.10-1.14x at Stable Diffusion 1.5's sizes, four no more; a GPU is
+#: mostly idle with one request's two rows. See docs/benchmarks.md, "Batching concurrent
+#: sessions". A lone client is never held back: only jobs already waiting are batched.
+AUTO_MAX_BATCH = {"cuda": 4, "cpu": 2}
 
 MaxBatch = int | Literal["auto"]
 
@@ -417,5 +418,7 @@ def _batch_key(pipeline: RiffusionPipeline, job: Job) -> BatchKey | None:
     batched (its inputs are unusable: it runs alone and fails with the reason)."""
     try:
         return pipeline.batch_key(job.inputs, job.init_image, job.mask_image)
-    except RiffusionError:
+    except Exception:
+        # The job's own run raises it again, to its client. Raised here, it would end the worker
+        # thread and leave every queued and later request waiting forever.
         return None
