@@ -37,11 +37,17 @@ def interrupts_held(deliver: bool = True) -> Iterator[HeldInterrupts]:
 
     Handlers can only be set in the main thread. Elsewhere, or where the handler was not set from
     Python (so could not be put back), the block runs unprotected; Python delivers SIGINT to the
-    main thread only, so other threads are never interrupted by it anyway.
+    main thread only, so other threads are never interrupted by it anyway. Where SIGINT is
+    ignored (a command started in the background by a shell, or under nohup), it stays ignored and
+    nothing is counted.
     """
     held = HeldInterrupts()
     previous = signal.getsignal(signal.SIGINT)
-    if previous is None or threading.current_thread() is not threading.main_thread():
+    if (
+        previous is None
+        or previous is signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
         yield held
         return
 

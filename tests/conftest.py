@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ import pytest
 # Tests never touch the network: the Hugging Face Hub is offline for every library that reads
 # this (huggingface_hub reads it once, at import, so it is set before anything imports it).
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C raises KeyboardInterrupt, as at a terminal, even where the suite was started with
+    SIGINT ignored (a shell starts background jobs, `make test &`, that way): the Ctrl-C tests
+    send real SIGINTs, here and to the commands they start, which inherit the disposition."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "riffusion-reference"
 

@@ -48,3 +48,14 @@ def test_other_threads_run_the_block_as_it_is() -> None:
     thread.start()
     thread.join()
     assert counts == [0]
+
+
+def test_an_ignored_ctrl_c_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts_held(deliver=False) as held:
+            signal.raise_signal(signal.SIGINT)
+        assert held.count == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
