@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from riffusion import Audio
+from riffusion import Audio, RiffusionPipeline
+from riffusion.cli.common import EXIT_INTERRUPTED
 from riffusion.cli.main import cli
 from riffusion.spectrogram.params import SpectrogramParams
 
@@ -234,3 +235,18 @@ def test_seed_images_folder_ids_and_refusals(tiny_checkpoint: Path, tmp_path: Pa
     assert Audio.load(output).duration_s == pytest.approx(1.28, abs=0.01)
     failed(run("x", "-o", tmp_path / "a.wav", "--seed-image", "nope", *common), "og_beat")
     failed(run("x", "-o", tmp_path / "b.wav", "--seed-image", "..", *common), "..")
+
+
+def test_ctrl_c_is_one_line_and_status_130(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted_generation(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RiffusionPipeline, "txt2img", interrupted_generation)
+    output = tmp_path / "never.wav"
+    result = run("jazz", "-o", output, "--width", 128, "--model", tiny_checkpoint, *FAST)
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert result.output.strip().splitlines()[-1] == "Interrupted."
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert list(tmp_path.iterdir()) == []

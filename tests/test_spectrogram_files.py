@@ -75,6 +75,26 @@ def test_write_failures_are_riffusion_errors(tmp_path: Path) -> None:
         save_image(spectrogram_image(), tmp_path / "file" / "spec.png")
 
 
+def test_a_write_cut_short_leaves_the_old_file_and_no_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "kept.png"
+    save_image(spectrogram_image(width=10), output)
+    old = output.read_bytes()
+    save = Image.Image.save
+
+    def interrupted(self: Image.Image, path: Path | str, *args: object, **kwargs: object) -> None:
+        save(self, path, *args, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:50])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_image(spectrogram_image(width=40), output, overwrite=True)
+    assert output.read_bytes() == old
+    assert [path.name for path in tmp_path.iterdir()] == ["kept.png"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -15,6 +15,9 @@ from riffusion.spectrogram.reconstruction import QUALITIES
 
 DEFAULTS = SpectrogramParams()
 
+# Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
 # Options take plain paths: the library checks them and says what is wrong in one line, where
 # click.Path(exists=True) would print a usage screen.
 PATH = click.Path(path_type=Path)

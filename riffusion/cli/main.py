@@ -13,6 +13,7 @@ from riffusion.cli.audio_commands import (
     sample_clips_command,
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
+from riffusion.cli.common import EXIT_INTERRUPTED
 from riffusion.cli.generate import generate
 from riffusion.cli.render_commands import interpolate, jam, riff
 from riffusion.cli.seed_commands import seed_image, seeds
@@ -21,13 +22,20 @@ from riffusion.errors import RiffusionError
 
 
 class RiffusionGroup(click.Group):
-    """A click group that reports RiffusionError as `error: ...` and exit status 1."""
+    """A click group that reports RiffusionError as `error: ...` and exit status 1, and a Ctrl-C
+    that no command handled itself as one line and exit status 130 (click's own says "Aborted!"
+    with status 1, as for a failure)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RiffusionError as error:
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            # Files are written whole or not at all (Audio.save, image saves), so nothing is
+            # left half written.
+            click.echo("Interrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=RiffusionGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -26,6 +26,7 @@ from rich.progress import (
 
 from riffusion.audio import format_for_extension
 from riffusion.cli.common import (
+    EXIT_INTERRUPTED,
     PATH,
     load_audio,
     overwrite_option,
@@ -68,8 +69,6 @@ from riffusion.spectrogram.reconstruction import Quality
 if TYPE_CHECKING:
     from riffusion.diffusion.pipeline import RiffusionPipeline
 
-# Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
 # The live jam picks its first seed below this; so does an offline one.
 RANDOM_JAM_SEED_LIMIT = 1_000_000
 

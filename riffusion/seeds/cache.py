@@ -8,9 +8,9 @@ cannot be written is skipped: generation still works, only slower.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -63,16 +63,7 @@ def cached_image(name: str, make: Callable[[], Image.Image]) -> Image.Image:
     except (OSError, SyntaxError, ValueError):
         pass
     image = make()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target and rename, so a reader never sees half a file.
-        handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    except OSError:
-        return image
-    os.close(handle)
-    try:
-        save_spectrogram_image(image, temporary)
-        os.replace(temporary, path)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+    # A cache that cannot be written (read-only, full) only costs the making next time.
+    with contextlib.suppress(OSError):
+        save_spectrogram_image(image, path)
     return image
