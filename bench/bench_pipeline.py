@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import platform
 import sys
 import threading
@@ -28,10 +27,10 @@ import numpy as np
 import psutil
 import torch
 from PIL import Image
+from random_checkpoints import default_checkpoint_dir, random_checkpoint
 
 from riffusion import Audio, SpectrogramImageConverter
 from riffusion.diffusion.checkpoints import cpu_has_native_bf16
-from riffusion.testing import make_random_checkpoint
 
 REFERENCE_CLIP = Path(__file__).resolve().parents[1].parent / "shared/riffusion-reference/clip.wav"
 PROMPT = "funky bassline with a jazz saxophone solo"
@@ -226,14 +225,12 @@ def main() -> int:
     parser.add_argument(
         "--checkpoint-dir",
         type=Path,
-        default=Path(os.environ.get("TMPDIR", "/tmp")) / "riffusion-bench-sd15",
+        default=default_checkpoint_dir("sd15"),
         help="where the random SD 1.5-size checkpoint is written once and reused",
     )
     args = parser.parse_args()
 
-    if not (args.checkpoint_dir / "model_index.json").is_file():
-        print(f"writing a random-weight SD 1.5-size checkpoint to {args.checkpoint_dir} ...")
-        make_random_checkpoint(args.checkpoint_dir, size="sd15")
+    random_checkpoint(args.checkpoint_dir, "sd15")
     image = seed_image()
     results = [
         run_baseline(args.checkpoint_dir, image, args),

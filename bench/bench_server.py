@@ -46,12 +46,12 @@ from pathlib import Path
 import httpx
 import torch
 import uvicorn
+from random_checkpoints import default_checkpoint_dir, random_checkpoint
 from websockets.asyncio.client import connect
 
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.server.app import ServerConfig, create_app
 from riffusion.server.worker import InferenceWorker
-from riffusion.testing import make_random_checkpoint
 
 PROMPTS = ("lo-fi beat for the holidays", "jazz piano trio", "techno with a heavy kick")
 
@@ -264,12 +264,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="turns of each max_batch setting")
     parser.add_argument("--worker-only", action="store_true", help="measure worker batching only")
     args = parser.parse_args()
-    checkpoint = args.checkpoint_dir or (
-        Path(os.environ.get("TMPDIR", "/tmp")) / f"riffusion-bench-{args.size}"
+    checkpoint = random_checkpoint(
+        args.checkpoint_dir or default_checkpoint_dir(args.size), args.size
     )
-    if not (checkpoint / "model_index.json").is_file():
-        print(f"writing a random-weight {args.size} checkpoint to {checkpoint} ...", flush=True)
-        make_random_checkpoint(checkpoint, size=args.size)
 
     print(
         f"model {args.size} (random weights), {args.steps} steps, denoising 0.75, seed image "

@@ -14,7 +14,6 @@ compile time, the largest difference from eager and the speed-up.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -25,8 +24,7 @@ from pathlib import Path
 import torch
 import torch._inductor.config as inductor_config
 from diffusers import UNet2DConditionModel
-
-from riffusion.testing import make_random_checkpoint
+from random_checkpoints import default_checkpoint_dir, random_checkpoint
 
 UnetCall = Callable[[], torch.Tensor]
 
@@ -62,13 +60,11 @@ def main() -> int:
     parser.add_argument(
         "--checkpoint-dir",
         type=Path,
-        default=Path(os.environ.get("TMPDIR", "/tmp")) / "riffusion-bench-sd15",
+        default=default_checkpoint_dir("sd15"),
         help="where the random SD 1.5-size checkpoint is written once and reused",
     )
     args = parser.parse_args()
-    if not (args.checkpoint_dir / "model_index.json").is_file():
-        print(f"writing a random-weight SD 1.5-size checkpoint to {args.checkpoint_dir} ...")
-        make_random_checkpoint(args.checkpoint_dir, size="sd15")
+    random_checkpoint(args.checkpoint_dir, "sd15")
 
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
