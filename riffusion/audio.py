@@ -7,7 +7,6 @@ and MP3 support, so no ffmpeg is needed. Resampling is polyphase filtering from 
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
+from riffusion.atomic_files import write_atomically
 from riffusion.errors import RiffusionError
 
 # File extension -> (soundfile format, subtype). None lets libsndfile choose its default subtype.
@@ -163,16 +163,10 @@ class Audio:
         if path.exists() and not overwrite:
             raise RiffusionError(f"{path}: already exists (pass overwrite to replace it)")
         data = self.to_bytes(format_for_extension(path.name))
-        partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(data)
-            os.replace(partial, path)
+            return write_atomically(path, lambda temporary: temporary.write_bytes(data))
         except OSError as error:
             raise RiffusionError(f"{path}: cannot write ({error.strerror or error})") from None
-        finally:
-            partial.unlink(missing_ok=True)
-        return path
 
     def to_bytes(self, format: str = "wav") -> bytes:
         """The encoded file as bytes, format one of 'wav', 'flac', 'ogg', 'mp3'."""

@@ -145,3 +145,10 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_part(
         audio.save(output)
     assert output.read_bytes() == b"old"
     assert [path.name for path in tmp_path.iterdir()] == ["kept.wav"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    reference = tmp_path / "plain"
+    reference.write_bytes(b"")
+    saved = Audio(np.zeros((1, 441), dtype=np.float32), 44100).save(tmp_path / "saved.wav")
+    assert saved.stat().st_mode == reference.stat().st_mode

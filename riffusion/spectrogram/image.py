@@ -7,13 +7,12 @@ stereo puts the left channel in G and the right in B (R is zero). The max amplit
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from riffusion.atomic_files import write_atomically
 from riffusion.errors import RiffusionError
 from riffusion.spectrogram.params import ExifTag, SpectrogramParams
 
@@ -95,17 +94,7 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
 def save_spectrogram_image(image: Image.Image, path: str | Path) -> Path:
     """Write image with its EXIF (Pillow drops EXIF on save unless it is passed explicitly).
 
-    The file is written beside path under a temporary name and renamed into place, so path holds
-    its old content or the whole new image, never part of one, however the writing stops (a full
-    disk, Ctrl-C, a crash), and readers of path never see it half written.
+    Written whole or not at all (riffusion.atomic_files.write_atomically).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        image.save(partial, exif=image.getexif())
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)
-    return path
+    exif = image.getexif()
+    return write_atomically(Path(path), lambda temporary: image.save(temporary, exif=exif))
