@@ -214,12 +214,6 @@ class SteppedPipeline:
             if not self.gates[call].wait(60):
                 raise TimeoutError("the test never opened the gate")
 
-    def riffuse(self, inputs: InferenceInput, *args: Any, **kwargs: Any) -> Image.Image:
-        self._turn([inputs.start.prompt])
-        image = self.pipeline.riffuse(inputs, *args, **kwargs)
-        self.images[inputs.start.prompt] = image
-        return image
-
     def riffuse_batch(self, requests: list[RiffuseRequest], *args: Any, **kwargs: Any) -> list:
         self._turn([item.inputs.start.prompt for item in requests])
         results = self.pipeline.riffuse_batch(requests, *args, **kwargs)

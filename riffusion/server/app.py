@@ -81,7 +81,7 @@ class ServerConfig:
         seed_images_dir: folder of extra seed images and masks, by file name.
         queue_capacity: inference requests that may wait before new ones answer 429.
         max_batch: concurrent requests that may share one UNet call per step; "auto" picks per
-            device where that raises throughput (worker.AUTO_MAX_BATCH: 4 on CUDA, else 1).
+            device (worker.AUTO_MAX_BATCH: 4 on CUDA, 2 on CPUs, else 1).
         quality: phase reconstruction quality of the audio.
         static_dir: the web app's files, served at /.
     """

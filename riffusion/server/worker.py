@@ -5,9 +5,9 @@ taken out of the queue, or, if already running, stopped at the next diffusion st
 
 With max_batch > 1, the worker takes the oldest waiting job together with up to max_batch - 1
 later ones that can share its diffusion schedule (RiffusionPipeline.batch_key), and runs them
-through one UNet call per step; the jobs it passes over keep their places. That pays where one
-request leaves the device idle (a GPU), not on a CPU (docs/benchmarks.md, "Batching concurrent
-sessions"), hence resolve_max_batch()'s per-device default.
+through one UNet call per step; the jobs it passes over keep their places. How much that pays
+depends on the device (docs/benchmarks.md, "Batching concurrent sessions"), hence
+resolve_max_batch()'s per-device default.
 
 Each job is rendered completely on the worker thread: diffusion, phase reconstruction and encoding
 to JPEG and MP3 (or diffusion and JPEG alone, for a job without audio), so the event loop only
@@ -362,27 +362,16 @@ class InferenceWorker:
         """Diffuse jobs together, then encode and deliver each one's clip as soon as it is done."""
         pipeline = self.model.pipeline()
         outcomes: list[Image.Image | BaseException]
-        try:
-            if len(jobs) == 1:
-                job = jobs[0]
-                outcomes = [
-                    pipeline.riffuse(
-                        job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event
-                    )
-                ]
-            else:
-                # Imported here: the pipeline module pulls in diffusers, which the server loads
-                # in the background with the model.
-                from riffusion.diffusion.pipeline import RiffuseRequest
+        # Imported here: the pipeline module pulls in diffusers, which the server loads in the
+        # background with the model.
+        from riffusion.diffusion.pipeline import RiffuseRequest
 
-                outcomes = pipeline.riffuse_batch(
-                    [
-                        RiffuseRequest(
-                            job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event
-                        )
-                        for job in jobs
-                    ]
-                )
+        requests = [
+            RiffuseRequest(job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event)
+            for job in jobs
+        ]
+        try:
+            outcomes = pipeline.riffuse_batch(requests)
         except Exception as error:  # delivered to whoever waits on each future
             outcomes = [error] * len(jobs)
 
