@@ -27,7 +27,7 @@ import numpy as np
 import psutil
 import torch
 from PIL import Image
-from random_checkpoints import default_checkpoint_dir, random_checkpoint
+from random_checkpoints import add_sd15_checkpoint_argument, random_checkpoint
 
 from riffusion import Audio, SpectrogramImageConverter
 from riffusion.diffusion.checkpoints import cpu_has_native_bf16
@@ -222,12 +222,7 @@ def main() -> int:
     parser.add_argument("--denoising", type=float, default=0.75)
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        default=default_checkpoint_dir("sd15"),
-        help="where the random SD 1.5-size checkpoint is written once and reused",
-    )
+    add_sd15_checkpoint_argument(parser)
     args = parser.parse_args()
 
     random_checkpoint(args.checkpoint_dir, "sd15")

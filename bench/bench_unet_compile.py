@@ -19,12 +19,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch._inductor.config as inductor_config
 from diffusers import UNet2DConditionModel
-from random_checkpoints import default_checkpoint_dir, random_checkpoint
+from random_checkpoints import add_sd15_checkpoint_argument, random_checkpoint
 
 UnetCall = Callable[[], torch.Tensor]
 
@@ -57,12 +56,7 @@ def unet_call(model: torch.nn.Module) -> UnetCall:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=3, help="timed calls of each kind")
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        default=default_checkpoint_dir("sd15"),
-        help="where the random SD 1.5-size checkpoint is written once and reused",
-    )
+    add_sd15_checkpoint_argument(parser)
     args = parser.parse_args()
     random_checkpoint(args.checkpoint_dir, "sd15")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -19,3 +20,13 @@ def random_checkpoint(path: Path, size: str) -> Path:
         print(f"writing a random-weight {size} checkpoint to {path} ...", flush=True)
         make_random_checkpoint(path, size=size)
     return path
+
+
+def add_sd15_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint-dir, where the SD 1.5-size checkpoint is kept (default_checkpoint_dir)."""
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=default_checkpoint_dir("sd15"),
+        help="where the random SD 1.5-size checkpoint is written once and reused",
+    )
