@@ -322,11 +322,10 @@ def _phase_derivatives(
     time_step[..., n, k] is the phase advance from frame n - 1 to frame n at bin k and
     frequency_step[..., n, k] the change from bin k - 1 to bin k in frame n (trapezoid rule, zero
     for n = 0 and k = 0; derivatives as _derivative() takes them), radians, for phases referenced
-    to the window centre. For a Gaussian
-    window of variance lambda, the phase's time derivative is the bin frequency plus
-    (hop * n_fft / lambda) d(log magnitude)/d(bin), and its frequency derivative is
-    -(lambda / (hop * n_fft)) d(log magnitude)/d(frame); the Hann window uses its Gaussian
-    equivalent.
+    to the window centre. For a Gaussian window of variance lambda, the phase's time derivative is
+    the bin frequency plus (hop * n_fft / lambda) d(log magnitude)/d(bin), and its frequency
+    derivative is -(lambda / (hop * n_fft)) d(log magnitude)/d(frame); the Hann window uses its
+    Gaussian equivalent.
     """
     num_frames, num_bins = magnitudes.shape[-2:]
     peak = magnitudes.amax(dim=(-2, -1), keepdim=True).clamp(min=torch.finfo(magnitudes.dtype).tiny)
