@@ -50,6 +50,7 @@ from random_checkpoints import default_checkpoint_dir, random_checkpoint
 from websockets.asyncio.client import connect
 
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.server.app import ServerConfig, create_app
 from riffusion.server.worker import InferenceWorker
 
@@ -66,7 +67,7 @@ def start_server(
     checkpoint: Path, device: str
 ) -> tuple[uvicorn.Server, threading.Thread, str, object]:
     """The app under uvicorn on a free port, started now; returns (server, thread, url, app)."""
-    app = create_app(ServerConfig(model=str(checkpoint), device=device))
+    app = create_app(ServerConfig(ModelSettings(str(checkpoint), device=device)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

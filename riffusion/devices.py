@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import torch
 
 from riffusion.errors import RiffusionError
 
-AUTO = "auto"
+#: The value of a setting (device, dtype, batch size) that lets riffusion choose.
+AUTO: Final = "auto"
 
 
 def best_available_device() -> torch.device:
@@ -43,3 +46,10 @@ def resolve_device(name: str | None = AUTO) -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise RiffusionError(f"device {name!r} is not supported: use auto, cpu, cuda or mps")
     return device
+
+
+def cuda_or_cpu(model_device: torch.device) -> torch.device:
+    """Where work beside a model on model_device runs that must not go to MPS: model_device when
+    it is CUDA, else the CPU. Phase reconstruction (MPS lacks some of its FFT operations) and the
+    diffusion noise (drawn where the original riffusion drew it, so seeds keep their noise)."""
+    return model_device if model_device.type == "cuda" else torch.device("cpu")

@@ -22,11 +22,18 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, InferenceInput, PromptInput
+from riffusion.diffusion.inputs import (
+    MAX_SEED,
+    InferenceInput,
+    PromptInput,
+    check_number,
+    check_seed,
+    check_steps,
+)
 from riffusion.errors import RiffusionError
 
-#: Jam seeds are 32-bit unsigned integers; s + 1 wraps around to 0 past the last one.
-SEED_MODULUS = 2**32
+#: Jam seeds are the pipeline's seeds; s + 1 wraps around to 0 past the last one.
+SEED_MODULUS = MAX_SEED + 1
 #: How far alpha may overshoot 1 (from float sums such as 0.1 * 10) and still count as 1; the
 #: original app used the same tolerance.
 ROLLOVER_TOLERANCE = 1e-3
@@ -63,15 +70,9 @@ class JamSettings:
     alpha_velocity: float = 0.25
 
     def __post_init__(self) -> None:
-        _check_number("denoising", self.denoising, 0.0, 1.0)
-        _check_number("guidance", self.guidance, 0.0, math.inf)
-        steps = self.num_inference_steps
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise RiffusionError(f"num_inference_steps must be an integer, got {steps!r}")
-        if not 1 <= steps <= MAX_INFERENCE_STEPS:
-            raise RiffusionError(
-                f"num_inference_steps must be between 1 and {MAX_INFERENCE_STEPS}, got {steps}"
-            )
+        check_number("denoising", self.denoising, 0.0, 1.0)
+        check_number("guidance", self.guidance, 0.0, math.inf)
+        check_steps("num_inference_steps", self.num_inference_steps)
         if not isinstance(self.seed_image_id, str) or not self.seed_image_id:
             raise RiffusionError(f"seed_image_id must be a name, got {self.seed_image_id!r}")
         if self.mask_image_id is not None and (
@@ -80,7 +81,7 @@ class JamSettings:
             raise RiffusionError(
                 f"mask_image_id must be a name or None, got {self.mask_image_id!r}"
             )
-        _check_number("alpha_velocity", self.alpha_velocity, 0.0, 1.0)
+        check_number("alpha_velocity", self.alpha_velocity, 0.0, 1.0)
         if self.alpha_velocity == 0:
             raise RiffusionError("alpha_velocity must be greater than 0")
 
@@ -115,7 +116,8 @@ class JamEngine:
     def __init__(self, prompt: str, seed: int = 0, settings: JamSettings | None = None) -> None:
         self._settings = settings or JamSettings()
         self._prompt = _clean_prompt(prompt)
-        self._seed = _check_seed(seed)
+        check_seed("seed", seed)
+        self._seed = seed
         self._state = JamState.SAME_PROMPT
         # The prompt of the transition under way; None in SAME_PROMPT.
         self._target: str | None = None
@@ -203,7 +205,8 @@ class JamEngine:
 
     def set_seed(self, seed: int) -> None:
         """Make seed the start seed of the next clip (the sweep goes on from there)."""
-        self._seed = _check_seed(seed)
+        check_seed("seed", seed)
+        self._seed = seed
 
     # --- Producing clips ----------------------------------------------------------------------
 
@@ -276,15 +279,3 @@ def _clean_prompt(prompt: str) -> str:
     return prompt
 
 
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_MODULUS:
-        raise RiffusionError(f"seed must be an integer from 0 to {SEED_MODULUS - 1}, got {seed!r}")
-    return seed
-
-
-def _check_number(name: str, value: float, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RiffusionError(f"{name} must be a number, got {value!r}")
-    if not (math.isfinite(value) and low <= value <= high):
-        bounds = f"at least {low:g}" if math.isinf(high) else f"between {low:g} and {high:g}"
-        raise RiffusionError(f"{name} must be {bounds}, got {value}")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.server.app import ServerConfig
 from riffusion.server.model import LoadProgress
 
@@ -33,7 +34,9 @@ def write_seed_images(folder: Path) -> Path:
 def config(seed_images: Path, **overrides: Any) -> ServerConfig:
     """A config for the tiny model on the CPU (the loader is the test's own)."""
     return ServerConfig(
-        model="tiny", device="cpu", dtype="float32", seed_images_dir=seed_images, **overrides
+        ModelSettings("tiny", device="cpu", dtype="float32"),
+        seed_images_dir=seed_images,
+        **overrides,
     )
 
 

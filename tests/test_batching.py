@@ -20,6 +20,7 @@ from server_support import TINY_SEED_ID, write_seed_images
 
 from riffusion import InferenceInput, PromptInput, RiffusionPipeline
 from riffusion.cli.main import cli
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.diffusion.pipeline import Cancelled, RiffuseRequest
 from riffusion.errors import RiffusionError
 from riffusion.server.app import ServerConfig, create_app
@@ -399,8 +400,9 @@ def test_auto_max_batch_is_per_device() -> None:
 
 
 def test_server_config_sets_the_workers_batch() -> None:
-    assert create_app(ServerConfig(device="cpu")).state.worker.max_batch == 2
-    assert create_app(ServerConfig(device="cpu", max_batch=3)).state.worker.max_batch == 3
+    on_cpu = ModelSettings(device="cpu")
+    assert create_app(ServerConfig(on_cpu)).state.worker.max_batch == 2
+    assert create_app(ServerConfig(on_cpu, max_batch=3)).state.worker.max_batch == 3
 
 
 @pytest.mark.parametrize(("value", "expected"), [("auto", 2), ("3", 3), (" 2 ", 2)])

@@ -147,6 +147,7 @@ def test_byte_counter_follows_the_furthest_bar_and_stops_at_the_total() -> None:
 def test_the_server_loader_reports_download_progress_as_a_stage_and_fraction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from riffusion.diffusion.model_settings import ModelSettings
     from riffusion.diffusion.pipeline import RiffusionPipeline
     from riffusion.errors import RiffusionError
     from riffusion.server.app import ServerConfig, pipeline_loader
@@ -163,8 +164,8 @@ def test_the_server_loader_reports_download_progress_as_a_stage_and_fraction(
         raise RiffusionError("stopped here by the test")
 
     monkeypatch.setattr(RiffusionPipeline, "load_checkpoint", load_checkpoint)
-    config = ServerConfig(model="riffusion/riffusion-model-v1", device="cpu")
-    holder = ModelHolder(config.model, "cpu", pipeline_loader(config, SeedLibrary()))
+    config = ServerConfig(ModelSettings("riffusion/riffusion-model-v1", device="cpu"))
+    holder = ModelHolder(config.model.model, "cpu", pipeline_loader(config, SeedLibrary()))
     holder.start()
     assert halfway.wait(10)
     snapshot = holder.snapshot()

@@ -222,9 +222,9 @@ def test_bad_settings_are_refused_and_change_nothing(changes: dict, message: str
 
 @pytest.mark.parametrize("seed", [-1, SEED_MODULUS, 1.5, True])
 def test_bad_seeds_are_refused(seed: object) -> None:
-    with pytest.raises(RiffusionError, match="seed must be an integer"):
+    with pytest.raises(RiffusionError, match="seed must be"):
         JamEngine("a", seed=seed)  # type: ignore[arg-type]
-    with pytest.raises(RiffusionError, match="seed must be an integer"):
+    with pytest.raises(RiffusionError, match="seed must be"):
         JamEngine("a").set_seed(seed)  # type: ignore[arg-type]
 
 

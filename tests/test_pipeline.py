@@ -17,7 +17,7 @@ from PIL import Image
 import riffusion
 from riffusion import InferenceInput, PromptInput, RiffusionPipeline
 from riffusion.diffusion.pipeline import Cancelled, slerp
-from riffusion.diffusion.schedulers import SCHEDULERS, scheduler_class
+from riffusion.diffusion.schedulers import SCHEDULERS, make_scheduler, scheduler_class
 from riffusion.errors import RiffusionError
 from riffusion.spectrogram.params import ExifTag, SpectrogramParams
 
@@ -305,7 +305,7 @@ def test_txt2img_default_height_is_the_spectrogram_height(pipe) -> None:
 
 
 def test_default_scheduler_is_the_checkpoints(pipe) -> None:
-    assert type(pipe._make_scheduler(None)).__name__ == "PNDMScheduler"
+    assert type(make_scheduler(None, pipe.scheduler)).__name__ == "PNDMScheduler"
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))

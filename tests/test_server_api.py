@@ -145,7 +145,7 @@ INVALID = [
     ("num_inference_steps", 151),
     ("num_inference_steps", 2.5),
     ("start.seed", -1),
-    ("end.seed", 2**32),
+    ("end.seed", 2**64),
     ("start.seed", "5"),
     ("start.seed", 1.5),
     ("start.seed", True),
@@ -200,7 +200,7 @@ def test_bodies_that_are_not_an_object_answer_422(client: TestClient, raw: bytes
         ("num_inference_steps", 1),
         ("num_inference_steps", 150),
         ("start.seed", 0),
-        ("end.seed", 2**32 - 1),
+        ("end.seed", 2**64 - 1),
         ("start.prompt", "x" * MAX_PROMPT_CHARS),
         ("start.prompt", ""),
     ],
@@ -590,3 +590,33 @@ def test_audio_to_audio_refuses_bad_clips(client: TestClient, audio: str, messag
     response = client.post("/api/audio_to_audio", json=body)
     assert response.status_code == 400
     assert message in response.json()["message"], response.json()["message"]
+
+
+def test_serve_takes_the_model_options_of_every_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from riffusion.cli.main import cli
+    from riffusion.diffusion.model_settings import ModelSettings
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr("riffusion.server.app.create_app", lambda config: config)
+    monkeypatch.setattr("uvicorn.run", lambda config, **_: served.setdefault("config", config))
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("serve", "--model", "model.safetensors", "--model-config", "configs"),
+            *("--revision", "v2", "--cache-dir", "hub", "--lora", "a", "--lora", "b"),
+            *("--lora-scale", "0.5", "--device", "cpu", "--dtype", "float32"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert served["config"].model == ModelSettings(
+        model="model.safetensors",
+        model_config="configs",
+        revision="v2",
+        cache_dir=Path("hub"),
+        lora=("a", "b"),
+        lora_scale=0.5,
+        device="cpu",
+        dtype="float32",
+    )

@@ -14,9 +14,9 @@ import click
 from riffusion.audio import format_for_extension
 from riffusion.cli.common import PATH, overwrite_option, quality_option, refuse_to_overwrite
 from riffusion.cli.model_options import (
-    ModelSettings,
-    check_model_settings,
+    check_schedule,
     check_seed_images_dir,
+    load_model,
     model_options,
     scheduler_option,
     seed_image_for,
@@ -25,10 +25,9 @@ from riffusion.cli.model_options import (
     steps_option,
 )
 from riffusion.diffusion.inputs import PromptInput
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.errors import RiffusionError
-from riffusion.seeds.images import image_tempo, loop_audio_from_image
 from riffusion.seeds.registry import load_mask_image, seed_argument
-from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.files import image_extension, save_image
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -130,7 +129,7 @@ def generate(
             )
     elif given("width"):
         raise RiffusionError("--width is for text-to-music; with --seed-image its width is used")
-    scheduler = check_model_settings(steps, scheduler, model_settings.device)
+    scheduler = check_schedule(steps, scheduler)
     seed = seed_value(seed, "--seed")
     prompt_input = PromptInput(
         prompt=prompt,
@@ -148,7 +147,7 @@ def generate(
             mask_image = load_mask_image(seed_argument(mask), seed_images_dir, like=init_image)
 
     # --- Load the model and generate ---
-    pipe = model_settings.load()
+    pipe = load_model(model_settings)
     with click.progressbar(length=steps, label="Generating", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -174,11 +173,8 @@ def generate(
                 callback=progress,
             )
 
-    if image_tempo(image) is not None:
-        # A seed with a tempo holds whole beats: play the result as that loop, at that tempo.
-        audio = loop_audio_from_image(image, SpectrogramImageConverter(quality=quality))
-    else:
-        audio = pipe.audio_from_image(image, quality=quality)
+    # A result of a seed with tempo tags plays as that loop, at that tempo.
+    audio = pipe.audio_from_image(image, quality=quality)
     audio.save(output, overwrite=overwrite)
     wrote = f"Wrote {output} ({audio.duration_s:.2f} s)"
     if image_path is not None:

@@ -7,9 +7,8 @@ Every check here runs before the model loads, so a mistake fails in a second wit
 from __future__ import annotations
 
 import functools
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,16 +18,14 @@ from PIL import Image
 from riffusion.cli.common import PATH, device_option
 from riffusion.devices import resolve_device
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
-from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, MAX_SEED
+from riffusion.diffusion.inputs import check_seed, check_steps, random_seed
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.diffusion.schedulers import SCHEDULERS, scheduler_name
 from riffusion.errors import RiffusionError
 from riffusion.seeds.registry import load_seed_image, seed_argument
 
 if TYPE_CHECKING:
     from riffusion.diffusion.pipeline import RiffusionPipeline
-
-# Random seeds, when none is given, are drawn below this (and printed): short enough to retype.
-RANDOM_SEED_LIMIT = 2**32
 
 steps_option = click.option(
     "--steps", type=int, default=50, show_default=True, help="Diffusion steps of the schedule."
@@ -45,46 +42,11 @@ seed_images_option = click.option(
 )
 
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """The values of the model options: which model to load, and where and how to run it.
-
-    Attributes:
-        model: Hugging Face Hub id, diffusers folder, or single .ckpt / .safetensors file.
-        model_config: for a single-file model, where its configs and tokenizer come from.
-        revision: branch, tag or commit of a Hub model.
-        cache_dir: Hugging Face cache folder.
-        lora: LoRA weights merged into the model.
-        lora_scale: their strength.
-        device: torch device name, as given ("auto", "cpu", "cuda:1", ...).
-        dtype: compute precision name ("auto", "float32", ...).
-    """
-
-    model: str
-    model_config: str | None
-    revision: str | None
-    cache_dir: Path | None
-    lora: tuple[str, ...]
-    lora_scale: float
-    device: str
-    dtype: str
-
-    def load(self) -> RiffusionPipeline:
-        """The pipeline, announced on stderr, without the libraries' own warnings and bars."""
-        _quiet_model_libraries()
-        from riffusion.diffusion.pipeline import RiffusionPipeline
-
-        click.echo(f"Loading {self.model} ...", err=True)
-        return RiffusionPipeline.load_checkpoint(
-            self.model,
-            device=resolve_device(self.device),
-            dtype=self.dtype,
-            revision=self.revision,
-            cache_dir=self.cache_dir,
-            lora=list(self.lora) or None,
-            lora_scale=self.lora_scale,
-            config=self.model_config,
-        )
+def load_model(settings: ModelSettings) -> RiffusionPipeline:
+    """The pipeline, announced on stderr, without the libraries' own warnings and bars."""
+    quiet_model_libraries()
+    click.echo(f"Loading {settings.model} ...", err=True)
+    return settings.load()
 
 
 _MODEL_OPTIONS = (
@@ -123,12 +85,14 @@ _MODEL_PARAMETERS = tuple(field.name for field in fields(ModelSettings))
 
 def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add --model, --model-config, --revision, --cache-dir, --lora, --lora-scale, --device and
-    --dtype to a click command, which gets their values as one argument, model_settings."""
+    --dtype to a click command, which gets their values as one argument, model_settings (checked:
+    an unusable --device fails here, before any work)."""
 
     # wraps() also carries over the options already attached below this decorator.
     @functools.wraps(command)
     def with_model_settings(**values: Any) -> Any:
         settings = ModelSettings(**{name: values.pop(name) for name in _MODEL_PARAMETERS})
+        resolve_device(settings.device)
         return command(model_settings=settings, **values)
 
     for option in reversed(_MODEL_OPTIONS):
@@ -136,24 +100,17 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return with_model_settings
 
 
-def check_model_settings(steps: int, scheduler: str | None, device: str) -> str | None:
-    """Check --steps, --scheduler and --device; the scheduler's canonical name (None: the
-    model's own)."""
-    if not 1 <= steps <= MAX_INFERENCE_STEPS:
-        raise RiffusionError(f"--steps must be between 1 and {MAX_INFERENCE_STEPS}, got {steps}")
-    name = None if scheduler is None else scheduler_name(scheduler)
-    resolve_device(device)
-    return name
+def check_schedule(steps: int, scheduler: str | None) -> str | None:
+    """Check --steps and --scheduler; the scheduler's canonical name (None: the model's own)."""
+    check_steps("--steps", steps)
+    return None if scheduler is None else scheduler_name(scheduler)
 
 
-def seed_value(seed: int | None, option: str, limit: int = MAX_SEED + 1) -> int:
-    """seed, or a random one when None; RiffusionError naming the option when it is not in
-    [0, limit)."""
+def seed_value(seed: int | None, option: str) -> int:
+    """seed, or a random one when None; RiffusionError naming the option when it is not a seed."""
     if seed is None:
-        return secrets.randbelow(min(limit, RANDOM_SEED_LIMIT))
-    if not 0 <= seed < limit:
-        highest = "2**64 - 1" if limit == MAX_SEED + 1 else str(limit - 1)
-        raise RiffusionError(f"{option} must be between 0 and {highest}, got {seed}")
+        return random_seed()
+    check_seed(option, seed)
     return seed
 
 
@@ -169,7 +126,7 @@ def seed_image_for(value: str, seed_images_dir: Path | None) -> Image.Image:
     return load_seed_image(seed_argument(value), seed_images_dir)
 
 
-def _quiet_model_libraries() -> None:
+def quiet_model_libraries() -> None:
     """Keep diffusers' and transformers' warnings and loading bars off the terminal.
 
     What they would say (optional torchvision, per-component loading bars, "will try the local

@@ -9,6 +9,7 @@ it); the command then exits with status 130.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,9 +36,9 @@ from riffusion.cli.common import (
     refuse_to_overwrite,
 )
 from riffusion.cli.model_options import (
-    ModelSettings,
-    check_model_settings,
+    check_schedule,
     check_seed_images_dir,
+    load_model,
     model_options,
     scheduler_option,
     seed_image_for,
@@ -46,9 +47,10 @@ from riffusion.cli.model_options import (
     steps_option,
 )
 from riffusion.diffusion.inputs import PromptInput
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.errors import RiffusionError
 from riffusion.interrupts import interrupts_held
-from riffusion.jam import SEED_MODULUS, JamSettings
+from riffusion.jam import JamSettings
 from riffusion.render.engine import ClipSource, LoopSource, Normalization, Renderer, RenderPlan
 from riffusion.render.longform import (
     STEREO_MODES,
@@ -68,9 +70,6 @@ from riffusion.spectrogram.reconstruction import Quality
 
 if TYPE_CHECKING:
     from riffusion.diffusion.pipeline import RiffusionPipeline
-
-# The live jam picks its first seed below this; so does an offline one.
-RANDOM_JAM_SEED_LIMIT = 1_000_000
 
 output_option = click.option(
     "-o", "--output", type=PATH, required=True, help="Audio file to write (wav, flac, ogg, mp3)."
@@ -268,7 +267,7 @@ def riff(
     from one setting to the other along the track.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, model_settings.device)
+    scheduler = check_schedule(steps, scheduler)
     if start_time < 0:
         raise RiffusionError(f"--start-time must be at least 0, got {start_time:g}")
     if duration is not None and duration <= 0:
@@ -317,7 +316,7 @@ def riff(
         TrackSource(track, params, width, stereo),
         output,
         images_dir,
-        model_settings.load,
+        functools.partial(load_model, model_settings),
         quality,
         scheduler,
         normalize="keep",
@@ -398,7 +397,7 @@ def interpolate(
     its alpha between the two prompts and seeds; clip 1 is the start alone, the last the end.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, model_settings.device)
+    scheduler = check_schedule(steps, scheduler)
     alphas = interpolation_alphas(num_steps, alpha_power)
     seed_start = seed_value(seed_start, "--seed-start")
     seed_end = seed_start if seed_end is None else seed_value(seed_end, "--seed-end")
@@ -420,7 +419,7 @@ def interpolate(
         source,
         output,
         images_dir,
-        model_settings.load,
+        functools.partial(load_model, model_settings),
         quality,
         scheduler,
         normalize="peak",
@@ -490,10 +489,10 @@ def jam(
     at its share of the set and, as in the live jam, takes over after a transition.
     """
     params = SpectrogramParams()
-    scheduler = check_model_settings(steps, scheduler, model_settings.device)
+    scheduler = check_schedule(steps, scheduler)
     if not duration > 0:
         raise RiffusionError(f"--duration must be positive, got {duration:g}")
-    seed = seed_value(seed, "--seed", SEED_MODULUS if seed is not None else RANDOM_JAM_SEED_LIMIT)
+    seed = seed_value(seed, "--seed")
     check_seed_images_dir(seed_images_dir)
     source = LoopSource(seed_image_for(seed_image, seed_images_dir), params)
     settings = JamSettings(
@@ -512,7 +511,7 @@ def jam(
         source,
         output,
         images_dir,
-        model_settings.load,
+        functools.partial(load_model, model_settings),
         quality,
         scheduler,
         normalize="peak",

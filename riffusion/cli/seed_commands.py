@@ -107,7 +107,8 @@ def seed_image(
         format_for_extension(audio_path.name)
     refuse_to_overwrite([output, *([audio_path] if audio_path else [])], overwrite)
 
-    if source == "pattern":
+    # Exactly one of the three is given (checked above).
+    if pattern:
         request = seed_request(pattern, bpm, bars, key, seed or 0)
         timing = request.timing
         if abs(timing.stretch - 1) > MAX_BAR_STRETCH:
@@ -120,7 +121,7 @@ def seed_image(
         if audio_path is not None:
             render_loop(request).save(audio_path, overwrite=overwrite)
         summary = f"{pattern}, {_describe(timing)}"
-    elif source == "from":
+    elif from_path:
         if bars is not None:
             raise RiffusionError("--bars does not apply to --from: the loop's length decides")
         loop = load_audio(from_path)
@@ -131,7 +132,7 @@ def seed_image(
             loop, timing, description=f"riffusion seed from {from_path.name}"
         )
         summary = f"{from_path.name}, {_describe(timing)}"
-    else:
+    elif mask_id:
         image, summary = _mask(mask_id, bpm, bars, beats_per_bar, beats, fraction, strength, width)
     save_image(image, output, overwrite=overwrite)
     click.echo(f"Wrote {output} ({image.width} x {image.height} px): {summary}")
@@ -225,10 +226,10 @@ def seeds(seed_images_dir: Path | None, as_json: bool) -> None:
     table = Table(title="Masks")
     for column in ("id", "parameters", "description / source"):
         table.add_column(column)
-    for info in mask_list:
-        parameters = ", ".join(f"{name}={value:g}" for name, value in info.parameters.items())
+    for mask in mask_list:
+        parameters = ", ".join(f"{name}={value:g}" for name, value in mask.parameters.items())
         table.add_row(
-            info.id, parameters, info.description if info.source == "built-in" else info.source
+            mask.id, parameters, mask.description if mask.source == "built-in" else mask.source
         )
     console.print(table)
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from riffusion.cli.common import PATH, device_option, quality_option
-from riffusion.devices import AUTO, resolve_device
-from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
+from riffusion.cli.common import PATH, quality_option
+from riffusion.cli.model_options import model_options
+from riffusion.devices import AUTO
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.errors import RiffusionError
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -16,20 +17,7 @@ from riffusion.spectrogram.reconstruction import Quality
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=3013, show_default=True, help="Port to listen on.")
-@click.option(
-    "--model",
-    default=DEFAULT_CHECKPOINT,
-    show_default=True,
-    help="Hugging Face Hub id, local diffusers folder, or .ckpt / .safetensors file.",
-)
-@device_option
-@click.option(
-    "--dtype",
-    type=click.Choice(DTYPE_NAMES),
-    default="auto",
-    show_default=True,
-    help="Compute precision; auto is float16 on CUDA, bfloat16 on CPUs with native support.",
-)
+@model_options
 @click.option(
     "--seed-images",
     type=PATH,
@@ -54,9 +42,7 @@ from riffusion.spectrogram.reconstruction import Quality
 def serve(
     host: str,
     port: int,
-    model: str,
-    device: str,
-    dtype: str,
+    model_settings: ModelSettings,
     seed_images: Path | None,
     queue_capacity: int,
     max_batch: str,
@@ -70,25 +56,23 @@ def serve(
     import uvicorn
 
     from riffusion.server.app import ServerConfig, create_app
-    from riffusion.server.worker import AUTO as BATCH_AUTO
+    from riffusion.server.worker import MaxBatch
 
     if not 0 <= port <= 65535:
         raise RiffusionError(f"--port must be between 0 and 65535, got {port}")
     if seed_images is not None and not seed_images.is_dir():
         raise RiffusionError(f"--seed-images {seed_images}: no such folder")
-    resolve_device(device)  # an unusable device fails here, not in the background
     batch = max_batch.strip().lower()
-    if batch != BATCH_AUTO and not (batch.isdecimal() and int(batch) >= 1):
+    if batch != AUTO and not (batch.isdecimal() and int(batch) >= 1):
         raise RiffusionError(
             f"--max-batch must be 'auto' or a whole number of at least 1, got {max_batch!r}"
         )
+    batch_setting: MaxBatch = AUTO if batch == AUTO else int(batch)
     config = ServerConfig(
-        model=model,
-        device=None if device == AUTO else device,
-        dtype=None if dtype == "auto" else dtype,
+        model=model_settings,
         seed_images_dir=seed_images,
         queue_capacity=queue_capacity,
-        max_batch=BATCH_AUTO if batch == BATCH_AUTO else int(batch),
+        max_batch=batch_setting,
         quality=quality,
     )
     app = create_app(config)

@@ -21,7 +21,9 @@ from riffusion.diffusion.downloads import DownloadProgress, reporting_downloads
 from riffusion.errors import RiffusionError
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
+        StableDiffusionPipeline,
+    )
 
 DEFAULT_CHECKPOINT = "riffusion/riffusion-model-v1"
 SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors")
@@ -113,7 +115,9 @@ def load_stable_diffusion(
         download_progress: called with (bytes fetched, bytes in all) while a Hub checkpoint
             downloads; never called when it is already cached.
     """
-    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
+        StableDiffusionPipeline,
+    )
 
     torch_device = resolve_device(None if device is None else str(device))
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -201,7 +205,9 @@ def _load_from_hub(
     download_progress: DownloadProgress | None,
 ) -> StableDiffusionPipeline:
     """Download (once, with a progress bar) the parts of a Hub pipeline we use, then load them."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
+        StableDiffusionPipeline,
+    )
 
     try:
         # download() fetches only the component folders listed in model_index.json, skipping the
@@ -234,7 +240,7 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Riffusio
         RevisionNotFoundError,
     )
 
-    causes = []
+    causes: list[BaseException] = []
     cause: BaseException | None = error
     while cause is not None and len(causes) < 10:
         causes.append(cause)

@@ -7,11 +7,15 @@ any model work starts.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
 from riffusion.errors import RiffusionError
 
+#: Seeds are torch generator seeds: 0 to 2**64 - 1.
 MAX_SEED = 2**64 - 1
+#: Seeds drawn at random (when none is given) lie below this: short enough to read and retype.
+RANDOM_SEED_LIMIT = 1_000_000
 MAX_INFERENCE_STEPS = 1000
 
 
@@ -43,12 +47,9 @@ class PromptInput:
             raise RiffusionError(
                 f"negative prompt must be text, got {type(self.negative_prompt).__name__}"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise RiffusionError(f"seed must be an integer, got {self.seed!r}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise RiffusionError(f"seed must be between 0 and 2**64 - 1, got {self.seed}")
-        _check_range("denoising", self.denoising, 0.0, 1.0)
-        _check_range("guidance", self.guidance, 0.0, math.inf)
+        check_seed("seed", self.seed)
+        check_number("denoising", self.denoising, 0.0, 1.0)
+        check_number("guidance", self.guidance, 0.0, math.inf)
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,41 @@ class InferenceInput:
         for name in ("start", "end"):
             if not isinstance(getattr(self, name), PromptInput):
                 raise RiffusionError(f"{name} must be a PromptInput")
-        _check_range("alpha", self.alpha, 0.0, 1.0)
-        steps = self.num_inference_steps
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise RiffusionError(f"num_inference_steps must be an integer, got {steps!r}")
-        if not 1 <= steps <= MAX_INFERENCE_STEPS:
-            raise RiffusionError(
-                f"num_inference_steps must be between 1 and {MAX_INFERENCE_STEPS}, got {steps}"
-            )
+        check_number("alpha", self.alpha, 0.0, 1.0)
+        check_steps("num_inference_steps", self.num_inference_steps)
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
+def random_seed() -> int:
+    """A seed drawn at random below RANDOM_SEED_LIMIT, for callers that were given none."""
+    return secrets.randbelow(RANDOM_SEED_LIMIT)
+
+
+def check_number(name: str, value: float, low: float, high: float) -> None:
+    """RiffusionError naming name unless value is a finite int or float in [low, high]
+    (high may be math.inf)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RiffusionError(f"{name} must be a number, got {value!r}")
     if not (math.isfinite(value) and low <= value <= high):
         bounds = f"at least {low:g}" if math.isinf(high) else f"between {low:g} and {high:g}"
         raise RiffusionError(f"{name} must be {bounds}, got {value}")
+
+
+def check_whole_number(
+    name: str, value: int, low: int, high: int, high_text: str | None = None
+) -> None:
+    """RiffusionError naming name unless value is an int (not a bool) in [low, high]; high_text
+    spells high in the message (e.g. "2**64 - 1")."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RiffusionError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise RiffusionError(f"{name} must be between {low} and {high_text or high}, got {value}")
+
+
+def check_steps(name: str, steps: int) -> None:
+    """RiffusionError naming name unless steps is a whole number from 1 to MAX_INFERENCE_STEPS."""
+    check_whole_number(name, steps, 1, MAX_INFERENCE_STEPS)
+
+
+def check_seed(name: str, seed: int) -> None:
+    """RiffusionError naming name unless seed is a whole number from 0 to MAX_SEED."""
+    check_whole_number(name, seed, 0, MAX_SEED, "2**64 - 1")

@@ -4,7 +4,8 @@ riffuse() is the original riffusion's generation: img2img from a seed spectrogra
 prompt, seed, guidance and denoising strength interpolated between a start and an end at alpha.
 txt2img() makes a spectrogram from noise alone; img2img() is riffuse() without interpolation.
 riffuse_batch() runs several riffuse() requests that share a schedule through one UNet call per
-step (batch_key() tells which can share); riffuse() is its batch of one.
+step (batch_key() tells which can share; riffusion.diffusion.batch holds the request types);
+riffuse() is its batch of one. audio_from_image() plays a generated spectrogram.
 
 Numerics: the UNet and VAE run in the pipeline's dtype (float16 / bfloat16 where fast), while the
 latents, the noise, the guidance combination and the scheduler arithmetic stay in float32, so that
@@ -18,161 +19,59 @@ import inspect
 import os
 import re
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, fields
-from typing import Literal
+from collections.abc import Hashable, Sequence
+from typing import Literal, overload
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.audio import Audio
+from riffusion.devices import cuda_or_cpu
+from riffusion.diffusion.batch import (
+    BatchKey,
+    Cancelled,
+    Conditioning,
+    Member,
+    ProgressCallback,
+    RiffuseRequest,
+    batched_text_embeddings,
+)
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, load_stable_diffusion
 from riffusion.diffusion.downloads import DownloadProgress
-from riffusion.diffusion.inputs import MAX_INFERENCE_STEPS, InferenceInput, PromptInput
+from riffusion.diffusion.inputs import InferenceInput, PromptInput, check_steps
+from riffusion.diffusion.interpolation import lerp, slerp
 from riffusion.diffusion.prompt_embeddings import PromptEmbedder
-from riffusion.diffusion.schedulers import scheduler_class
+from riffusion.diffusion.schedulers import Scheduler, make_scheduler, scheduler_class
 from riffusion.errors import RiffusionError
+from riffusion.lru_cache import LRUCache
+from riffusion.seeds.images import play_spectrogram_image
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.image import DEFAULT_MAX_VALUE
 from riffusion.spectrogram.params import ExifTag, SpectrogramParams
-from riffusion.spectrogram.reconstruction import Quality
+from riffusion.spectrogram.reconstruction import QUALITIES, Quality
 
-#: Called with (steps done, steps in total): once with 0 before the first step, then per step.
-ProgressCallback = Callable[[int, int], None]
+__all__ = [
+    "BatchKey",
+    "Cancelled",
+    "OutputType",
+    "ProgressCallback",
+    "RiffuseRequest",
+    "RiffusionPipeline",
+    "slerp",
+]
 
 OutputType = Literal["pil", "latent"]
+#: riffuse_batch()'s result per request: its image (or latents), or its Cancelled.
+ImageOrCancelled = Image.Image | Cancelled
+LatentsOrCancelled = torch.Tensor | Cancelled
 
 # Seed images and masks whose encodings are kept; each entry is a few hundred kB at most.
 _CACHE_SIZE = 16
-
-
-class Cancelled(Exception):
-    """A generation was cancelled between two diffusion steps."""
-
-
-@dataclass(frozen=True)
-class RiffuseRequest:
-    """One generation of a riffuse_batch() call: riffuse()'s arguments that belong to a request.
-
-    Attributes:
-        inputs: prompts, seeds, alpha and step count.
-        init_image: seed spectrogram; sides must be multiples of size_multiple (64).
-        mask_image: white = repaint, black = keep the seed image (see riffuse()).
-        callback: this request's progress callback; it may raise Cancelled to stop the request.
-        cancel: an event that, once set, stops this request before its next step.
-    """
-
-    inputs: InferenceInput
-    init_image: Image.Image
-    mask_image: Image.Image | None = None
-    callback: ProgressCallback | None = None
-    cancel: threading.Event | None = None
-
-
-@dataclass(frozen=True)
-class BatchKey:
-    """What requests must share to run through one UNet call per step: the same timesteps, the
-    same latent size and the same rows per request. Requests with equal keys can be batched.
-
-    Attributes:
-        scheduler: the scheduler class's name.
-        num_inference_steps: steps of the full schedule.
-        denoising_steps: steps that run, int(num_inference_steps * denoising).
-        latent_size: (height, width) of the latents, pixels / 8.
-        guided: whether guidance > 1 (two UNet rows per request, else one).
-    """
-
-    scheduler: str
-    num_inference_steps: int
-    denoising_steps: int
-    latent_size: tuple[int, int]
-    guided: bool
-
-    def difference(self, other: BatchKey) -> str:
-        """The fields in which other differs, as "name self != other; ...", for error messages."""
-        return "; ".join(
-            f"{field.name} {getattr(self, field.name)} != {getattr(other, field.name)}"
-            for field in fields(self)
-            if getattr(self, field.name) != getattr(other, field.name)
-        )
-
-
-@dataclass(eq=False)
-class _Member:
-    """One request's state in the diffusion loop. Tensors are float32 on the pipeline's device
-    unless said otherwise; latents are (1, 4, h, w).
-
-    Attributes:
-        noise: the request's (interpolated) noise.
-        text_embeddings: (2 or 1, tokens, hidden) in the UNet's dtype, [negative, prompt] when
-            guided.
-        guidance: classifier-free guidance scale.
-        generator: drives the scheduler's per-step noise, if it draws any.
-        init_latents: the seed image's latents (img2img), or None to start from noise.
-        keep: (1, 1, h, w) mask weights of init_latents (1 = keep), or None.
-        callback, cancel: as in RiffuseRequest.
-        scheduler: the request's own scheduler, made by the loop.
-        latents: the current latents; the final ones once the loop is done.
-        outcome: Cancelled once the request stopped early, else None.
-    """
-
-    noise: torch.Tensor
-    text_embeddings: torch.Tensor
-    guidance: float
-    generator: torch.Generator
-    init_latents: torch.Tensor | None = None
-    keep: torch.Tensor | None = None
-    callback: ProgressCallback | None = None
-    cancel: threading.Event | None = None
-    scheduler: SchedulerMixin | None = None
-    latents: torch.Tensor | None = None
-    outcome: Cancelled | None = None
-
-    def report(self, done: int, total: int) -> None:
-        """Call the callback; a Cancelled it raises stops this member only."""
-        if self.callback is not None and self.outcome is None:
-            try:
-                self.callback(done, total)
-            except Cancelled as cancelled:
-                self.outcome = cancelled
-
-    def check_cancel(self, message: str) -> None:
-        if self.outcome is None and self.cancel is not None and self.cancel.is_set():
-            self.outcome = Cancelled(message)
-
-
-def slerp(
-    t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995
-) -> torch.Tensor:
-    """Spherical interpolation from v0 (t = 0) to v1 (t = 1), treating each as one flat vector.
-
-    Gaussian noise lives near a sphere, and a straight line between two noises would pass
-    through lower-norm (less noisy) points, so noises are interpolated along the arc. Nearly
-    parallel inputs (|cos| > dot_threshold) fall back to linear interpolation. The end points
-    return v0 and v1 exactly; the arithmetic is float64, the result has v0's dtype.
-    """
-    if t == 0:
-        return v0.clone()
-    if t == 1:
-        return v1.to(v0.dtype, copy=True)
-    a, b = v0.double(), v1.double()
-    cos = (a * b).sum() / (a.norm() * b.norm())
-    if cos.abs() > dot_threshold:
-        mixed = (1 - t) * a + t * b
-    else:
-        theta = torch.arccos(cos)
-        mixed = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
-    return mixed.to(v0.dtype)
-
-
-def _lerp(a: float, b: float, t: float) -> float:
-    """a at t = 0, b at t = 1, linear between (the original's formula)."""
-    return a * (1.0 - t) + b * t
 
 
 def _literal_prompt(prompt: str) -> str:
@@ -193,34 +92,33 @@ class RiffusionPipeline(DiffusionPipeline):
             EXIF of every image and used to turn images into audio.
     """
 
-    model_cpu_offload_seq = "text_encoder->unet->vae"
-
     def __init__(
         self,
         vae: AutoencoderKL,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
-        scheduler: SchedulerMixin,
+        scheduler: Scheduler,
     ) -> None:
         super().__init__()
         self.register_modules(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
         )
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = 2 ** (len(vae.config["block_out_channels"]) - 1)
         # Image sides must be multiples of this: the VAE halves the size (len - 1) times, the
         # UNet then (len - 1) more, and both must divide evenly.
-        self.size_multiple = self.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
+        self.size_multiple = self.vae_scale_factor * 2 ** (
+            len(unet.config["block_out_channels"]) - 1
+        )
         self.prompt_embedder = PromptEmbedder(tokenizer, text_encoder)
         self.spectrogram_params = SpectrogramParams()
-        self._lock = threading.Lock()
-        self._audio_lock = threading.Lock()
-        self._embed_lock = threading.Lock()
-        self._image_latents: OrderedDict[Hashable, tuple[torch.Tensor, torch.Tensor]] = (
-            OrderedDict()
+        # Keyed on content (and dtype, device, size): (mean, std) of seed images' VAE posteriors,
+        # masks' keep weights on the latent grid, and one converter per quality.
+        self._image_latents: LRUCache[Hashable, tuple[torch.Tensor, torch.Tensor]] = LRUCache(
+            _CACHE_SIZE
         )
-        self._masks: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
-        self._converters: dict[str, SpectrogramImageConverter] = {}
+        self._masks: LRUCache[Hashable, torch.Tensor] = LRUCache(_CACHE_SIZE)
+        self._converters: LRUCache[str, SpectrogramImageConverter] = LRUCache(len(QUALITIES))
 
     @classmethod
     def load_checkpoint(
@@ -264,6 +162,34 @@ class RiffusionPipeline(DiffusionPipeline):
 
     # --- Generation ---------------------------------------------------------------------------
 
+    @overload
+    def riffuse(
+        self,
+        inputs: InferenceInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None = ...,
+        use_reweighting: bool = ...,
+        *,
+        scheduler: str | None = ...,
+        callback: ProgressCallback | None = ...,
+        cancel: threading.Event | None = ...,
+        output_type: Literal["pil"] = ...,
+    ) -> Image.Image: ...
+
+    @overload
+    def riffuse(
+        self,
+        inputs: InferenceInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None = ...,
+        use_reweighting: bool = ...,
+        *,
+        scheduler: str | None = ...,
+        callback: ProgressCallback | None = ...,
+        cancel: threading.Event | None = ...,
+        output_type: Literal["latent"],
+    ) -> torch.Tensor: ...
+
     @torch.no_grad()
     def riffuse(
         self,
@@ -306,12 +232,37 @@ class RiffusionPipeline(DiffusionPipeline):
             RiffusionError: for unusable images or parameters.
         """
         requests = [RiffuseRequest(inputs, init_image, mask_image, callback, cancel)]
-        (result,) = self.riffuse_batch(
-            requests, use_reweighting, scheduler=scheduler, output_type=output_type
-        )
+        result: Image.Image | torch.Tensor | Cancelled
+        if output_type == "latent":
+            (result,) = self.riffuse_batch(
+                requests, use_reweighting, scheduler=scheduler, output_type="latent"
+            )
+        else:
+            _check_output_type(output_type)
+            (result,) = self.riffuse_batch(requests, use_reweighting, scheduler=scheduler)
         if isinstance(result, Cancelled):
             raise result
         return result
+
+    @overload
+    def riffuse_batch(
+        self,
+        requests: Sequence[RiffuseRequest],
+        use_reweighting: bool = ...,
+        *,
+        scheduler: str | None = ...,
+        output_type: Literal["pil"] = ...,
+    ) -> list[ImageOrCancelled]: ...
+
+    @overload
+    def riffuse_batch(
+        self,
+        requests: Sequence[RiffuseRequest],
+        use_reweighting: bool = ...,
+        *,
+        scheduler: str | None = ...,
+        output_type: Literal["latent"],
+    ) -> list[LatentsOrCancelled]: ...
 
     @torch.no_grad()
     def riffuse_batch(
@@ -321,7 +272,7 @@ class RiffusionPipeline(DiffusionPipeline):
         *,
         scheduler: str | None = None,
         output_type: OutputType = "pil",
-    ) -> list[Image.Image | torch.Tensor | Cancelled]:
+    ) -> list[ImageOrCancelled] | list[LatentsOrCancelled]:
         """riffuse() for several requests at once, with one UNet call per diffusion step.
 
         The requests must have equal batch_key()s. Each keeps everything that makes its result
@@ -362,14 +313,16 @@ class RiffusionPipeline(DiffusionPipeline):
         if not requests:
             return []
 
-        members = [self._riffuse_member(request, use_reweighting) for request in requests]
-        self._denoise(
-            members,
+        conditionings = [self._conditioning(request, use_reweighting) for request in requests]
+        members = self._denoise(
+            conditionings,
             num_inference_steps=keys[0].num_inference_steps,
             denoising_steps=keys[0].denoising_steps,
             scheduler=scheduler,
         )
-        outputs = self._outputs(members, output_type)
+        if output_type == "latent":
+            return _final_latents(members)
+        outputs = self._final_images(members)
         for request, output in zip(requests, outputs, strict=True):
             if isinstance(output, Image.Image):
                 # Tags the seed image carries beyond the spectrogram's own (its tempo, say) hold
@@ -398,7 +351,7 @@ class RiffusionPipeline(DiffusionPipeline):
         self._check_size(init_image.width, init_image.height, "seed image")
         start, end, alpha = inputs.start, inputs.end, inputs.alpha
         steps = inputs.num_inference_steps
-        denoising = _lerp(start.denoising, end.denoising, alpha)
+        denoising = lerp(start.denoising, end.denoising, alpha)
         cls = type(self.scheduler) if scheduler is None else scheduler_class(scheduler)
         return BatchKey(
             scheduler=cls.__name__,
@@ -409,8 +362,38 @@ class RiffusionPipeline(DiffusionPipeline):
                 init_image.height // self.vae_scale_factor,
                 init_image.width // self.vae_scale_factor,
             ),
-            guided=_lerp(start.guidance, end.guidance, alpha) > 1.0,
+            guided=lerp(start.guidance, end.guidance, alpha) > 1.0,
         )
+
+    @overload
+    def img2img(
+        self,
+        prompt: PromptInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None = ...,
+        *,
+        num_inference_steps: int = ...,
+        use_reweighting: bool = ...,
+        scheduler: str | None = ...,
+        callback: ProgressCallback | None = ...,
+        cancel: threading.Event | None = ...,
+        output_type: Literal["pil"] = ...,
+    ) -> Image.Image: ...
+
+    @overload
+    def img2img(
+        self,
+        prompt: PromptInput,
+        init_image: Image.Image,
+        mask_image: Image.Image | None = ...,
+        *,
+        num_inference_steps: int = ...,
+        use_reweighting: bool = ...,
+        scheduler: str | None = ...,
+        callback: ProgressCallback | None = ...,
+        cancel: threading.Event | None = ...,
+        output_type: Literal["latent"],
+    ) -> torch.Tensor: ...
 
     @torch.no_grad()
     def img2img(
@@ -430,6 +413,18 @@ class RiffusionPipeline(DiffusionPipeline):
         inputs = InferenceInput(
             start=prompt, end=prompt, alpha=0.0, num_inference_steps=num_inference_steps
         )
+        if output_type == "latent":
+            return self.riffuse(
+                inputs,
+                init_image,
+                mask_image,
+                use_reweighting,
+                scheduler=scheduler,
+                callback=callback,
+                cancel=cancel,
+                output_type="latent",
+            )
+        _check_output_type(output_type)
         return self.riffuse(
             inputs,
             init_image,
@@ -438,8 +433,37 @@ class RiffusionPipeline(DiffusionPipeline):
             scheduler=scheduler,
             callback=callback,
             cancel=cancel,
-            output_type=output_type,
         )
+
+    @overload
+    def txt2img(
+        self,
+        prompt: PromptInput,
+        *,
+        width: int = ...,
+        height: int | None = ...,
+        num_inference_steps: int = ...,
+        use_reweighting: bool = ...,
+        scheduler: str | None = ...,
+        callback: ProgressCallback | None = ...,
+        cancel: threading.Event | None = ...,
+        output_type: Literal["pil"] = ...,
+    ) -> Image.Image: ...
+
+    @overload
+    def txt2img(
+        self,
+        prompt: PromptInput,
+        *,
+        width: int = ...,
+        height: int | None = ...,
+        num_inference_steps: int = ...,
+        use_reweighting: bool = ...,
+        scheduler: str | None = ...,
+        callback: ProgressCallback | None = ...,
+        cancel: threading.Event | None = ...,
+        output_type: Literal["latent"],
+    ) -> torch.Tensor: ...
 
     @torch.no_grad()
     def txt2img(
@@ -465,11 +489,7 @@ class RiffusionPipeline(DiffusionPipeline):
         _check_output_type(output_type)
         height = self.spectrogram_params.num_frequencies if height is None else height
         self._check_size(width, height, "image")
-        if not 1 <= num_inference_steps <= MAX_INFERENCE_STEPS:
-            raise RiffusionError(
-                f"num_inference_steps must be between 1 and {MAX_INFERENCE_STEPS}, "
-                f"got {num_inference_steps}"
-            )
+        check_steps("num_inference_steps", num_inference_steps)
         text_embeddings = self._text_embeddings([(prompt, 1.0)], prompt.guidance, use_reweighting)
         shape = (
             1,
@@ -478,7 +498,7 @@ class RiffusionPipeline(DiffusionPipeline):
             width // self.vae_scale_factor,
         )
         generator = self._generator(prompt.seed)
-        member = _Member(
+        conditioning = Conditioning(
             noise=self._randn(shape, generator),
             text_embeddings=text_embeddings,
             guidance=prompt.guidance,
@@ -486,13 +506,17 @@ class RiffusionPipeline(DiffusionPipeline):
             callback=callback,
             cancel=cancel,
         )
-        self._denoise(
-            [member],
+        members = self._denoise(
+            [conditioning],
             num_inference_steps=num_inference_steps,
             denoising_steps=None,
             scheduler=scheduler,
         )
-        (output,) = self._outputs([member], output_type)
+        output: Image.Image | torch.Tensor | Cancelled
+        if output_type == "latent":
+            (output,) = _final_latents(members)
+        else:
+            (output,) = self._final_images(members)
         if isinstance(output, Cancelled):
             raise output
         return output
@@ -509,34 +533,24 @@ class RiffusionPipeline(DiffusionPipeline):
         return (mean + std * epsilon) * self.vae.config.scaling_factor
 
     def audio_from_image(self, image: Image.Image, quality: Quality = "fast") -> Audio:
-        """The audio of a spectrogram image, peak-normalised as the original did.
-
-        Deterministic: phase reconstruction starts from a random phase, drawn here from a fixed
-        seed, so the same image always gives the same audio. The converter for each quality is
-        built once and reused.
-        """
-        with self._lock:
-            converter = self._converters.get(quality)
-            if converter is None:
-                # Reconstruction runs on CUDA when the model does; MPS lacks some FFT ops.
-                device = self.device if self.device.type == "cuda" else torch.device("cpu")
-                converter = SpectrogramImageConverter(
-                    self.spectrogram_params, device=device, quality=quality
-                )
-                self._converters[quality] = converter
-        # The converter draws its initial phase from torch's global generator: seed it for the
-        # call and restore it afterwards. The lock keeps two conversions from interleaving.
-        devices = [converter.device] if converter.device.type == "cuda" else []
-        with self._audio_lock, torch.random.fork_rng(devices=devices):
-            torch.manual_seed(0)
-            return converter.audio_from_spectrogram_image(image, apply_filters=True)
+        """The audio of a spectrogram image as riffusion plays it (seeds.play_spectrogram_image:
+        a tempo-tagged loop at its tempo, any other image as drawn), peak-normalised as the
+        original did. Deterministic: the same image always gives the same audio. Reconstruction
+        runs on CUDA when the model does, else on the CPU."""
+        converter = self._converters.get_or_make(
+            quality,
+            lambda: SpectrogramImageConverter(
+                self.spectrogram_params, device=cuda_or_cpu(self.device), quality=quality
+            ),
+        )
+        return play_spectrogram_image(image, converter)
 
     # --- The diffusion loop -------------------------------------------------------------------
 
-    def _riffuse_member(self, request: RiffuseRequest, use_reweighting: bool) -> _Member:
+    def _conditioning(self, request: RiffuseRequest, use_reweighting: bool) -> Conditioning:
         """A riffuse() request's conditioning: seed image latents, text embeddings, noise, mask."""
         start, end, alpha = request.inputs.start, request.inputs.end, request.inputs.alpha
-        guidance = _lerp(start.guidance, end.guidance, alpha)
+        guidance = lerp(start.guidance, end.guidance, alpha)
         init_latents = self.encode_image(request.init_image, start.seed)
 
         ends = [(start, 1.0 - alpha), (end, alpha)]
@@ -555,8 +569,9 @@ class RiffusionPipeline(DiffusionPipeline):
 
         keep = None
         if request.mask_image is not None:
-            keep = self._keep_mask(request.mask_image, tuple(init_latents.shape[-2:]))
-        return _Member(
+            height, width = init_latents.shape[-2:]
+            keep = self._keep_mask(request.mask_image, (height, width))
+        return Conditioning(
             noise=slerp(alpha, noise_start, noise_end),
             text_embeddings=text_embeddings,
             guidance=guidance,
@@ -569,48 +584,41 @@ class RiffusionPipeline(DiffusionPipeline):
 
     def _denoise(
         self,
-        members: Sequence[_Member],
+        conditionings: Sequence[Conditioning],
         *,
         num_inference_steps: int,
         denoising_steps: int | None,
         scheduler: str | None,
-    ) -> None:
-        """Run the reverse diffusion of members side by side, one UNet call per step.
+    ) -> list[Member]:
+        """Run the reverse diffusion of several conditionings side by side, one UNet call per step.
 
-        Each member ends with its final latents (float32) in .latents, or Cancelled in .outcome.
-        With denoising_steps (img2img), only the last denoising_steps steps of the schedule run,
-        starting from each member's init_latents noised to the first of them. With None, all
-        steps run from pure noise. A member's keep re-imposes its init_latents after each step,
-        noised to the level the latents have reached. The members must share guidedness (all
-        guidance > 1 or none) and latent size.
+        Returns one Member per conditioning, with its final latents (float32) or, if it stopped
+        early, its Cancelled as outcome. With denoising_steps (img2img), only the last
+        denoising_steps steps of the schedule run, starting from each conditioning's init_latents
+        noised to the first of them. With None, all steps run from pure noise. A conditioning's
+        keep re-imposes its init_latents after each step, noised to the level the latents have
+        reached. The conditionings must share guidedness (all guidance > 1 or none) and latent
+        size.
         """
-        for member in members:
-            member.scheduler = self._make_scheduler(scheduler)
-            try:
-                member.scheduler.set_timesteps(num_inference_steps, device=self.device)
-            except ValueError as error:  # e.g. LCM with more steps than it was distilled for
-                raise RiffusionError(f"{type(member.scheduler).__name__}: {error}") from None
-        # Every member's scheduler has the same class, config and step count: one schedule.
-        lead = members[0].scheduler
+        schedulers = [self._scheduler(scheduler, num_inference_steps) for _ in conditionings]
+        # Every scheduler has the same class, config and step count: one schedule.
+        lead = schedulers[0]
         timesteps = lead.timesteps
-        if denoising_steps is None:
-            for member in members:
-                member.latents = member.noise * member.scheduler.init_noise_sigma
-        else:
+        if denoising_steps is not None:
             # The original riffusion's img2img schedule: skip the first (1 - denoising) of the
             # steps. (Its "+ steps_offset" arithmetic reduces to this for the PNDM schedule.)
             first = (num_inference_steps - denoising_steps) * lead.order
             timesteps = timesteps[first:] if denoising_steps else timesteps[:0]
-            for member in members:
-                if hasattr(member.scheduler, "set_begin_index"):
-                    member.scheduler.set_begin_index(first)
-                member.latents = member.init_latents
-                if len(timesteps):
-                    member.latents = member.scheduler.add_noise(
-                        member.init_latents, member.noise, timesteps[:1]
-                    )
+            for each in schedulers:
+                set_begin_index = getattr(each, "set_begin_index", None)
+                if set_begin_index is not None:
+                    set_begin_index(first)
+        members = [
+            Member(conditioning, each, _start_latents(conditioning, each, timesteps))
+            for conditioning, each in zip(conditionings, schedulers, strict=True)
+        ]
 
-        guided = members[0].guidance > 1.0
+        guided = conditionings[0].guidance > 1.0
         rows_per_member = 2 if guided else 1
         takes_generator = "generator" in inspect.signature(lead.step).parameters
         unet_dtype = self.unet.dtype
@@ -630,7 +638,9 @@ class RiffusionPipeline(DiffusionPipeline):
             for member in active:
                 rows = torch.cat([member.latents] * rows_per_member)
                 model_inputs.append(member.scheduler.scale_model_input(rows, timestep))
-            text_embeddings, text_mask = _batched_text_embeddings(active)
+            text_embeddings, text_mask = batched_text_embeddings(
+                [member.conditioning for member in active]
+            )
             noise_preds = self.unet(
                 torch.cat(model_inputs).to(unet_dtype),
                 timestep,
@@ -639,48 +649,41 @@ class RiffusionPipeline(DiffusionPipeline):
             ).sample.float()
 
             for member, noise_pred in zip(active, noise_preds.split(rows_per_member), strict=True):
+                conditioning = member.conditioning
                 if guided:
                     noise_uncond, noise_text = noise_pred.chunk(2)
-                    noise_pred = noise_uncond + member.guidance * (noise_text - noise_uncond)
-                step_kwargs = {"generator": member.generator} if takes_generator else {}
+                    noise_pred = noise_uncond + conditioning.guidance * (noise_text - noise_uncond)
+                step_kwargs = {"generator": conditioning.generator} if takes_generator else {}
                 member.latents = member.scheduler.step(
                     noise_pred, timestep, member.latents, **step_kwargs
                 ).prev_sample
-                if member.keep is not None:
-                    known = member.init_latents
+                keep, known = conditioning.keep, conditioning.init_latents
+                if keep is not None and known is not None:
                     if index + 1 < total:
                         known = member.scheduler.add_noise(
-                            member.init_latents, member.noise, timesteps[index + 1 : index + 2]
+                            known, conditioning.noise, timesteps[index + 1 : index + 2]
                         )
-                    member.latents = member.keep * known + (1.0 - member.keep) * member.latents
+                    member.latents = keep * known + (1.0 - keep) * member.latents
                 member.report(index + 1, total)
+        return members
 
-    def _make_scheduler(self, name: str | None) -> SchedulerMixin:
-        """A fresh scheduler (they hold per-run state) from the checkpoint's scheduler config."""
-        cls = type(self.scheduler) if name is None else scheduler_class(name)
-        overrides = {}
-        if "clip_sample" in inspect.signature(cls.__init__).parameters:
-            # Clipping the predicted sample to [-1, 1] suits pixel-space models, not SD latents.
-            # SD v1 configs without the key (riffusion's among them) would get DDIM's default
-            # True; diffusers' SD pipelines force it off in the same way.
-            overrides["clip_sample"] = False
-        return cls.from_config(self.scheduler.config, **overrides)
+    def _scheduler(self, name: str | None, num_inference_steps: int) -> Scheduler:
+        """A fresh scheduler of class name (None: the model's) set to num_inference_steps."""
+        scheduler = make_scheduler(name, self.scheduler)
+        try:
+            scheduler.set_timesteps(num_inference_steps, device=self.device)
+        except ValueError as error:  # e.g. LCM with more steps than it was distilled for
+            raise RiffusionError(f"{type(scheduler).__name__}: {error}") from None
+        return scheduler
 
-    def _outputs(
-        self, members: Sequence[_Member], output_type: OutputType
-    ) -> list[Image.Image | torch.Tensor | Cancelled]:
-        """Each member's result: its image or final latents, or its Cancelled."""
-        if output_type == "pil":
-            for member in members:
-                member.check_cancel("cancelled before decoding")
+    def _final_images(self, members: Sequence[Member]) -> list[ImageOrCancelled]:
+        """Each member's decoded image, or its Cancelled."""
+        for member in members:
+            member.check_cancel("cancelled before decoding")
         finished = [member for member in members if member.outcome is None]
-        if output_type == "latent" or not finished:
-            outputs = [member.latents for member in finished]
-        else:
-            outputs = self._decode([member.latents for member in finished])
-        results = iter(outputs)
+        images = iter(self._decode([member.latents for member in finished]) if finished else [])
         return [
-            member.outcome if member.outcome is not None else next(results) for member in members
+            member.outcome if member.outcome is not None else next(images) for member in members
         ]
 
     def _decode(self, latents: Sequence[torch.Tensor]) -> list[Image.Image]:
@@ -688,9 +691,9 @@ class RiffusionPipeline(DiffusionPipeline):
         EXIF, in one VAE call."""
         batch = torch.cat(list(latents)) / self.vae.config.scaling_factor
         pixels = self.vae.decode(batch.to(self.vae.dtype)).sample.float()
-        pixels = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        frames = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         images = []
-        for frame in pixels:
+        for frame in frames:
             image = Image.fromarray((frame * 255).round().astype(np.uint8), mode="RGB")
             exif = image.getexif()
             exif.update(self.spectrogram_params.to_exif())
@@ -719,8 +722,7 @@ class RiffusionPipeline(DiffusionPipeline):
             texts = [prompt.negative_prompt or "" for prompt, _ in ends] + texts
         if not use_reweighting:
             texts = [_literal_prompt(text) for text in texts]
-        with self._embed_lock:  # the embedder's LRU cache is not thread-safe on its own
-            rows = self.prompt_embedder.embed(texts).float()
+        rows = self.prompt_embedder.embed(texts).float()
 
         groups = rows.split(len(ends))
         if len(ends) == 1:
@@ -740,22 +742,15 @@ class RiffusionPipeline(DiffusionPipeline):
         distribution with any seed is exactly what re-encoding would give.
         """
         self._check_size(image.width, image.height, "seed image")
+
+        def encode() -> tuple[torch.Tensor, torch.Tensor]:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0 - 1.0
+            posterior = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
+            return posterior.mean.float(), posterior.std.float()
+
         key = (_image_digest(image), self.vae.dtype, str(self.device))
-        with self._lock:
-            if key in self._image_latents:
-                self._image_latents.move_to_end(key)
-                return self._image_latents[key]
-
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0 - 1.0
-        posterior = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
-        encoding = (posterior.mean.float(), posterior.std.float())
-
-        with self._lock:
-            self._image_latents[key] = encoding
-            while len(self._image_latents) > _CACHE_SIZE:
-                self._image_latents.popitem(last=False)
-        return encoding
+        return self._image_latents.get_or_make(key, encode)
 
     def _keep_mask(self, mask_image: Image.Image, latent_size: tuple[int, int]) -> torch.Tensor:
         """(1, 1, h, w) float32 weights of the seed image: 1 where the mask is black, 0 white.
@@ -763,22 +758,17 @@ class RiffusionPipeline(DiffusionPipeline):
         The mask is converted to grayscale and resized to the latent grid with nearest-neighbour
         sampling, as the original did. Cached per mask content and size.
         """
+
+        def keep_weights() -> torch.Tensor:
+            height, width = latent_size
+            gray = mask_image.convert("L").resize(
+                (width, height), resample=Image.Resampling.NEAREST
+            )
+            repaint = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)
+            return (1.0 - repaint)[None, None].to(self.device)
+
         key = (_image_digest(mask_image), latent_size, str(self.device))
-        with self._lock:
-            if key in self._masks:
-                self._masks.move_to_end(key)
-                return self._masks[key]
-
-        height, width = latent_size
-        gray = mask_image.convert("L").resize((width, height), resample=Image.Resampling.NEAREST)
-        repaint = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)
-        keep = (1.0 - repaint)[None, None].to(self.device)
-
-        with self._lock:
-            self._masks[key] = keep
-            while len(self._masks) > _CACHE_SIZE:
-                self._masks.popitem(last=False)
-        return keep
+        return self._masks.get_or_make(key, keep_weights)
 
     # --- Helpers ------------------------------------------------------------------------------
 
@@ -795,13 +785,29 @@ class RiffusionPipeline(DiffusionPipeline):
 
         CUDA draws on the GPU (so seeds give the noise they gave there); MPS draws on the CPU.
         """
-        device = self.device if self.device.type == "cuda" else torch.device("cpu")
-        return torch.Generator(device=device).manual_seed(seed)
+        return torch.Generator(device=cuda_or_cpu(self.device)).manual_seed(seed)
 
     def _randn(self, shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
         """Standard normal float32 noise of shape from generator, on the pipeline's device."""
         noise = torch.randn(tuple(shape), generator=generator, device=generator.device)
         return noise.to(self.device)
+
+
+def _start_latents(
+    conditioning: Conditioning, scheduler: Scheduler, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """The latents the loop starts from: the seed image's latents noised to the first of
+    timesteps (img2img; as they are when no step runs), or pure noise at the scheduler's scale."""
+    if conditioning.init_latents is None:
+        return conditioning.noise * scheduler.init_noise_sigma
+    if not len(timesteps):
+        return conditioning.init_latents
+    return scheduler.add_noise(conditioning.init_latents, conditioning.noise, timesteps[:1])
+
+
+def _final_latents(members: Sequence[Member]) -> list[LatentsOrCancelled]:
+    """Each member's final latents, or its Cancelled."""
+    return [member.outcome if member.outcome is not None else member.latents for member in members]
 
 
 def _check_output_type(output_type: str) -> None:
@@ -814,29 +820,6 @@ def _check_images(init_image: object, mask_image: object) -> None:
     for name, image in (("init_image", init_image), ("mask_image", mask_image)):
         if image is not None and not isinstance(image, Image.Image):
             raise RiffusionError(f"{name} must be a PIL image, got {type(image).__name__}")
-
-
-def _batched_text_embeddings(
-    members: Sequence[_Member],
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The members' text embeddings as one UNet batch, and its cross-attention mask or None.
-
-    Embeddings of different token lengths are zero-padded to the longest; the mask (rows, tokens;
-    1 = attend, 0 = padding) then keeps the padding out of the attention. With equal lengths
-    there is no mask, so a member's rows are exactly what it would give alone.
-    """
-    embeddings = [member.text_embeddings for member in members]
-    length = max(embedding.shape[1] for embedding in embeddings)
-    if all(embedding.shape[1] == length for embedding in embeddings):
-        return torch.cat(embeddings), None
-    padded, masks = [], []
-    for embedding in embeddings:
-        rows, tokens = embedding.shape[:2]
-        padded.append(torch.nn.functional.pad(embedding, (0, 0, 0, length - tokens)))
-        mask = embedding.new_zeros((rows, length))
-        mask[:, :tokens] = 1
-        masks.append(mask)
-    return torch.cat(padded), torch.cat(masks)
 
 
 def _image_digest(image: Image.Image) -> str:

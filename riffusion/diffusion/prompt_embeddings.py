@@ -44,30 +44,23 @@ Caching
     Embeddings are cached per prompt string in a bounded LRU. The cache is keyed on the text
     encoder's identity, device, dtype and the storage and in-place version counter of each of its
     parameters, and is emptied when any of these change (``.to()``, weight loading, LoRA fusing).
+
+Threads may share an embedder: each ``embed()`` call holds its lock.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+import threading
 from collections.abc import Hashable, Sequence
-from typing import NamedTuple
 
 import torch
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.diffusion.prompt_weights import parse_weighted_prompt
+from riffusion.lru_cache import CacheInfo, LRUCache
 
 DEFAULT_CACHE_SIZE = 64
-
-
-class CacheInfo(NamedTuple):
-    """Embedding cache statistics, counted per distinct prompt of each ``embed()`` call."""
-
-    hits: int
-    misses: int
-    size: int
-    max_size: int
 
 
 class PromptEmbedder:
@@ -89,12 +82,10 @@ class PromptEmbedder:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache: LRUCache[str, torch.Tensor] = LRUCache(cache_size)
         self._cache_key: Hashable = None
         self._empty_chunk: torch.Tensor | None = None
-        self._hits = 0
-        self._misses = 0
+        self._lock = threading.Lock()
 
     @property
     def chunk_length(self) -> int:
@@ -113,9 +104,10 @@ class PromptEmbedder:
         chunks is the largest chunk count among the prompts. The result is a new tensor; the
         cached embeddings it was built from are never handed out.
         """
-        self._invalidate_if_encoder_changed()
-        empty = self._encode_empty_chunk()
-        rows = self._lookup(prompts)
+        with self._lock:
+            self._invalidate_if_encoder_changed()
+            empty = self._encode_empty_chunk()
+            rows = self._lookup(prompts)
         if not rows:
             return empty.new_empty((0, *empty.shape))
 
@@ -127,8 +119,9 @@ class PromptEmbedder:
         return torch.stack(padded)
 
     def cache_info(self) -> CacheInfo:
-        """Hits, misses and occupancy of the embedding cache."""
-        return CacheInfo(self._hits, self._misses, len(self._cache), self.cache_size)
+        """Hits, misses and occupancy of the embedding cache, counted per distinct prompt of each
+        embed() call."""
+        return self._cache.info()
 
     def clear_cache(self) -> None:
         """Forget all cached embeddings (needed only for changes the cache key cannot see)."""
@@ -140,26 +133,17 @@ class PromptEmbedder:
         found: dict[str, torch.Tensor] = {}
         missing: list[str] = []
         for prompt in dict.fromkeys(prompts):  # distinct prompts, in order
-            if prompt in self._cache:
-                self._cache.move_to_end(prompt)
-                found[prompt] = self._cache[prompt]
-                self._hits += 1
-            else:
+            embedding = self._cache.get(prompt)
+            if embedding is None:
                 missing.append(prompt)
-                self._misses += 1
+            else:
+                found[prompt] = embedding
 
         if missing:
             for prompt, embedding in zip(missing, self._encode(missing), strict=True):
                 found[prompt] = embedding
-                self._remember(prompt, embedding)
+                self._cache.put(prompt, embedding)
         return [found[prompt] for prompt in prompts]
-
-    def _remember(self, prompt: str, embedding: torch.Tensor) -> None:
-        if self.cache_size == 0:
-            return
-        self._cache[prompt] = embedding
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
 
     def _encode(self, prompts: list[str]) -> list[torch.Tensor]:
         """Weighted (chunks * 77, hidden) embeddings, all prompts' chunks in one encoder batch."""

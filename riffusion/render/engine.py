@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
-import torch
 from PIL import Image
 
 from riffusion.audio import Audio
+from riffusion.devices import cuda_or_cpu
 from riffusion.diffusion.inputs import InferenceInput
 from riffusion.errors import RiffusionError
 from riffusion.interrupts import interrupts_held
@@ -244,9 +244,9 @@ class Renderer:
         self.scheduler = scheduler
         self.images_dir = images_dir
         self.normalize = normalize
-        # Reconstruction runs on CUDA when the model does; MPS lacks some FFT ops.
-        device = pipeline.device if pipeline.device.type == "cuda" else torch.device("cpu")
-        self._stitcher = Stitcher(plan.params, quality, plan.overlap, device=device)
+        self._stitcher = Stitcher(
+            plan.params, quality, plan.overlap, device=cuda_or_cpu(pipeline.device)
+        )
         self._pieces: list[np.ndarray] = []
         self._done = 0
 

@@ -16,6 +16,7 @@ from riffusion.seeds.images import (
     image_tempo,
     image_timing,
     loop_audio_from_image,
+    play_spectrogram_image,
     seed_image_from_loop,
 )
 from riffusion.seeds.registry import (
@@ -46,6 +47,7 @@ __all__ = [
     "load_mask_image",
     "load_seed_image",
     "loop_audio_from_image",
+    "play_spectrogram_image",
     "render_loop",
     "render_seed_image",
     "seed_argument",

@@ -167,14 +167,32 @@ def loop_audio_from_image(
         raise RiffusionError("the image has no tempo tags, so it cannot be played at another tempo")
     columns = image.width
     if tempo is not None:
-        image_bpm = tempo.beats * 60_000.0 / (image.width * params.step_size_ms)
-        columns = max(round(image.width * image_bpm / (tempo.bpm if bpm is None else bpm)), 1)
+        timing = LoopTiming(
+            tempo.bpm if bpm is None else bpm,
+            tempo.beats,
+            tempo.beats_per_bar,
+            image.width,
+            params.sample_rate,
+        )
+        columns = timing.playback_columns
         mel = retime_columns(mel, columns)
     margin = min(math.ceil(params.n_fft / params.hop_length), columns)
     wrapped = np.concatenate([mel[..., -margin:], mel, mel[..., :margin]], axis=-1)
     audio = converter.audio_from_mel_amplitudes(wrapped)
     hop = params.hop_length
     return Audio(audio.samples[:, margin * hop : (margin + columns) * hop], audio.sample_rate)
+
+
+def play_spectrogram_image(
+    image: Image.Image, converter: SpectrogramImageConverter | None = None
+) -> Audio:
+    """The audio of a spectrogram image as riffusion plays it, peak-normalised to -0.1 dBFS as
+    the original did: an image with tempo tags (a seed image, or one generated from a seed) as
+    its loop at that tempo (loop_audio_from_image), any other image as drawn."""
+    converter = converter or SpectrogramImageConverter()
+    if image_tempo(image) is not None:
+        return loop_audio_from_image(image, converter)
+    return converter.audio_from_spectrogram_image(image)
 
 
 def fit_loop(

@@ -1,7 +1,7 @@
 """The riffusion server: the original inference API, seeds, health, the jam WebSocket and the web
 app, from one FastAPI application. docs/api.md describes every endpoint.
 
-    app = create_app(ServerConfig(model="riffusion/riffusion-model-v1"))
+    app = create_app(ServerConfig(ModelSettings("riffusion/riffusion-model-v1")))
     uvicorn.run(app, host="127.0.0.1", port=3013)
 
 The model loads on a background thread when the app starts, so the server answers at once; what
@@ -12,8 +12,9 @@ and /health says what is missing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+import importlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from riffusion.devices import resolve_device
-from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.errors import RiffusionError
 from riffusion.server.jam_socket import JamSession
 from riffusion.server.library import SeedLibrary, UnknownId
@@ -62,7 +63,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Retry-After (s) while the model loads.
 LOADING_RETRY_AFTER_S = 5
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorModel, "description": "unknown seed or mask id, or unusable input"},
     422: {"model": ErrorModel, "description": "a field missing, mistyped or out of range"},
     429: {"model": ErrorModel, "description": "the queue is full; see Retry-After"},
@@ -75,9 +76,7 @@ class ServerConfig:
     """How the server runs.
 
     Attributes:
-        model: Hub id, diffusers folder or single-file checkpoint.
-        device: "cpu", "cuda", "cuda:1", "mps"; None picks the best available.
-        dtype: compute precision name; None picks per device (see checkpoints.resolve_dtype).
+        model: which model to load (Hub id, folder or file, LoRAs) and its device and dtype.
         seed_images_dir: folder of extra seed images and masks, by file name.
         queue_capacity: inference requests that may wait before new ones answer 429.
         max_batch: concurrent requests that may share one UNet call per step; "auto" picks per
@@ -86,9 +85,7 @@ class ServerConfig:
         static_dir: the web app's files, served at /.
     """
 
-    model: str = DEFAULT_CHECKPOINT
-    device: str | None = None
-    dtype: str | None = None
+    model: ModelSettings = field(default_factory=ModelSettings)
     seed_images_dir: Path | None = None
     queue_capacity: int = 16
     max_batch: MaxBatch = AUTO
@@ -109,7 +106,7 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
 
     def load(progress: LoadProgress) -> RiffusionPipeline:
         progress("importing the model libraries", None)
-        from riffusion.diffusion.pipeline import RiffusionPipeline
+        importlib.import_module("riffusion.diffusion.pipeline")  # diffusers: seconds
 
         def downloading(fetched: int, total: int) -> None:
             if fetched < total:
@@ -119,9 +116,7 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
                 progress("loading weights", None)
 
         progress("loading weights", None)
-        pipeline = RiffusionPipeline.load_checkpoint(
-            config.model, device=config.device, dtype=config.dtype, download_progress=downloading
-        )
+        pipeline = config.model.load(download_progress=downloading)
         progress("warming up", None)
         # One diffusion step (denoising 1 runs the whole one-step schedule) with guidance, so
         # the UNet sees the batch of two that every request gives it.
@@ -150,8 +145,8 @@ def create_app(
     """
     config = config or ServerConfig()
     library = library or SeedLibrary(config.seed_images_dir)
-    device = str(resolve_device(config.device))
-    model = ModelHolder(config.model, device, loader or pipeline_loader(config, library))
+    device = str(resolve_device(config.model.device))
+    model = ModelHolder(config.model.model, device, loader or pipeline_loader(config, library))
     worker = InferenceWorker(
         model,
         capacity=config.queue_capacity,
@@ -326,7 +321,7 @@ def _add_error_handlers(app: FastAPI, health: Callable[[], HealthModel]) -> None
         status: int,
         message: str,
         detail: Any = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> JSONResponse:
         body = {"message": message, "detail": message if detail is None else detail, **extra}

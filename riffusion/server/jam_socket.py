@@ -15,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from PIL import Image
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from riffusion.devices import cuda_or_cpu
+from riffusion.diffusion.inputs import random_seed
 from riffusion.errors import RiffusionError
 from riffusion.jam import JamClip, JamEngine, JamSettings
 from riffusion.server.jam_audio import WIRE_FORMAT, JamAudioPiece, JamAudioStream
@@ -44,18 +44,16 @@ from riffusion.server.schemas import (
     StatusMessage,
 )
 from riffusion.server.worker import (
+    EncodedClip,
     InferenceWorker,
     Job,
     QueueFull,
-    RenderedClip,
     data_url,
     job_result,
 )
 
 # How often (s) a session looks at the model while it is loading, to pass its progress on.
 MODEL_POLL_S = 0.5
-# The original app picked its first seed below this.
-RANDOM_SEED_LIMIT = 1_000_000
 
 logger = logging.getLogger(__name__)
 _CLIENT_MESSAGE: TypeAdapter[Any] = TypeAdapter(ClientMessage)
@@ -209,7 +207,7 @@ class JamSession:
         await self._check_ids(changes)
         settings = JamSettings(**changes)
         if seed is None:
-            seed = secrets.randbelow(RANDOM_SEED_LIMIT)
+            seed = random_seed()
         engine = JamEngine(message.prompt, seed=seed, settings=settings)
         # Everything checked: replace the jam.
         if self.job is not None:
@@ -308,18 +306,13 @@ class JamSession:
         await self.send_status()
 
     async def _join(
-        self, clip: JamClip, rendered: RenderedClip, seed_image: Image.Image
+        self, clip: JamClip, rendered: EncodedClip, seed_image: Image.Image
     ) -> tuple[JamAudioPiece, bytes]:
         """Join the rendered clip onto the jam's stream: (its piece, the piece encoded)."""
-        assert rendered.image is not None
         if self.stream is None:
             pipeline = self.model.pipeline()
-            # Reconstruction runs on CUDA when the model does; MPS lacks some FFT ops.
-            cuda = pipeline.device.type == "cuda"
             self.stream = JamAudioStream(
-                pipeline.spectrogram_params,
-                self.worker.quality,
-                pipeline.device if cuda else torch.device("cpu"),
+                pipeline.spectrogram_params, self.worker.quality, cuda_or_cpu(pipeline.device)
             )
         stream = self.stream
 
@@ -331,7 +324,7 @@ class JamSession:
 
     @staticmethod
     def _clip_message(
-        clip: JamClip, rendered: RenderedClip, piece: JamAudioPiece, audio: bytes
+        clip: JamClip, rendered: EncodedClip, piece: JamAudioPiece, audio: bytes
     ) -> dict[str, Any]:
         rate = piece.sample_rate
         return ClipMessage(
@@ -347,7 +340,7 @@ class JamSession:
             prompt=clip.prompt,
         ).model_dump(mode="json")
 
-    async def _render(self, clip: JamClip) -> tuple[RenderedClip, Image.Image] | None:
+    async def _render(self, clip: JamClip) -> tuple[EncodedClip, Image.Image] | None:
         """The clip's image rendered (no audio) and the seed image it started from, or None when
         it could not be now (queue full, job dropped)."""
         init_image, mask = await run_in_threadpool(

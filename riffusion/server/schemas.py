@@ -12,17 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.diffusion.inputs import MAX_SEED, InferenceInput, PromptInput
 from riffusion.jam import JamState
 
-MAX_SEED = 2**32 - 1
 MAX_GUIDANCE = 30.0
 MAX_STEPS = 150
 MAX_PROMPT_CHARS = 1000
 MAX_ID_CHARS = 100
 MAX_CLIPS_AHEAD = 10
 
-Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED, description="0 to 2**32 - 1")]
+Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED, description="0 to 2**64 - 1")]
 Fraction = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
 Guidance = Annotated[
     float,

@@ -31,13 +31,16 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from PIL import Image
 
+from riffusion.devices import AUTO
+from riffusion.diffusion.batch import RiffuseRequest
 from riffusion.diffusion.inputs import InferenceInput
 from riffusion.errors import RiffusionError
 from riffusion.server.model import ModelHolder
 from riffusion.spectrogram.reconstruction import Quality
 
 if TYPE_CHECKING:
-    from riffusion.diffusion.pipeline import BatchKey, RiffusionPipeline
+    from riffusion.diffusion.batch import BatchKey
+    from riffusion.diffusion.pipeline import RiffusionPipeline
 
 # JPEG quality of the spectrograms sent to clients: high, since the web app draws its 3D height
 # map from them and JPEG's blocks would show as ridges.
@@ -57,7 +60,6 @@ _AVERAGE_WEIGHT = 0.3
 # clients would never share a batch. An idle worker starts a job at once.
 BATCH_GATHER_S = 0.05
 
-AUTO = "auto"
 #: max_batch "auto" per device type. On a CPU one request's UNet call keeps the cores nearly busy:
 #: two requests per call gained 1.10-1.14x at Stable Diffusion 1.5's sizes, four no more; a GPU is
 #: mostly idle with one request's two rows. See docs/benchmarks.md, "Batching concurrent
@@ -95,20 +97,20 @@ class QueueFull(Exception):
 
 
 @dataclass(frozen=True)
-class RenderedClip:
+class EncodedClip:
     """A finished generation, encoded for the wire.
 
     Attributes:
+        image: the generated spectrogram itself.
         jpeg: the spectrogram image as JPEG (spectrogram parameters in its EXIF).
         mp3: its audio as MP3; empty for a job submitted with_audio=False.
         duration_s: length of the audio, seconds; 0 for a job submitted with_audio=False.
-        image: the generated spectrogram itself.
     """
 
+    image: Image.Image
     jpeg: bytes
     mp3: bytes
     duration_s: float
-    image: Image.Image | None = None
 
     @property
     def image_url(self) -> str:
@@ -142,12 +144,12 @@ class Job:
         self.init_image = init_image
         self.mask_image = mask_image
         self.with_audio = with_audio
-        self.future: concurrent.futures.Future[RenderedClip] = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[EncodedClip] = concurrent.futures.Future()
         # Checked by the pipeline between diffusion steps.
         self.cancel_event = threading.Event()
 
 
-def job_result(job: Job) -> asyncio.Future[RenderedClip]:
+def job_result(job: Job) -> asyncio.Future[EncodedClip]:
     """job's result as an asyncio future of the running event loop.
 
     A dropped job ends in an exception (Cancelled) that nobody may be left to look at; it is
@@ -160,7 +162,7 @@ def job_result(job: Job) -> asyncio.Future[RenderedClip]:
 
 async def result_unless_disconnected(
     worker: InferenceWorker, job: Job, is_disconnected: Callable[[], Awaitable[bool]]
-) -> RenderedClip | None:
+) -> EncodedClip | None:
     """job's result, or None (and the job dropped) if the client goes away first.
 
     is_disconnected is asked every DISCONNECT_POLL_S seconds while the job waits or runs.
@@ -256,7 +258,7 @@ class InferenceWorker:
         mask_image: Image.Image | None,
         with_audio: bool = True,
     ) -> Job:
-        """Queue a generation; its RenderedClip (or exception) arrives in job.future.
+        """Queue a generation; its EncodedClip (or exception) arrives in job.future.
 
         with_audio=False: the clip comes without audio (see Job).
 
@@ -361,45 +363,42 @@ class InferenceWorker:
     def _render(self, jobs: list[Job]) -> None:
         """Diffuse jobs together, then encode and deliver each one's clip as soon as it is done."""
         pipeline = self.model.pipeline()
-        outcomes: list[Image.Image | BaseException]
-        # Imported here: the pipeline module pulls in diffusers, which the server loads in the
-        # background with the model.
-        from riffusion.diffusion.pipeline import RiffuseRequest
-
         requests = [
             RiffuseRequest(job.inputs, job.init_image, job.mask_image, cancel=job.cancel_event)
             for job in jobs
         ]
+        outcomes: list[Image.Image | BaseException]
         try:
-            outcomes = pipeline.riffuse_batch(requests)
+            outcomes = list(pipeline.riffuse_batch(requests))
         except Exception as error:  # delivered to whoever waits on each future
             outcomes = [error] * len(jobs)
 
         for job, outcome in zip(jobs, outcomes, strict=True):
-            result: RenderedClip | None = None
-            error: BaseException | None = outcome if isinstance(outcome, BaseException) else None
-            if error is None:
+            delivered: EncodedClip | BaseException
+            if isinstance(outcome, BaseException):
+                delivered = outcome
+            else:
                 try:
-                    result = self._clip(pipeline, job, outcome)
-                except Exception as exception:
-                    error = exception
+                    delivered = self._clip(pipeline, job, outcome)
+                except Exception as error:
+                    delivered = error
             # Counted before the result is delivered, so whoever sees the result sees the count.
             with self._condition:
                 self._running.remove(job)
                 self.completed += 1
-            if error is not None:
-                job.future.set_exception(error)
+            if isinstance(delivered, BaseException):
+                job.future.set_exception(delivered)
             else:
-                job.future.set_result(result)
+                job.future.set_result(delivered)
 
-    def _clip(self, pipeline: RiffusionPipeline, job: Job, image: Image.Image) -> RenderedClip:
+    def _clip(self, pipeline: RiffusionPipeline, job: Job, image: Image.Image) -> EncodedClip:
         """job's generated image encoded for the wire, with its audio unless job is without."""
         jpeg = io.BytesIO()
         image.save(jpeg, format="JPEG", quality=JPEG_QUALITY, exif=image.getexif())
         if not job.with_audio:
-            return RenderedClip(jpeg.getvalue(), b"", 0.0, image)
+            return EncodedClip(image, jpeg.getvalue(), b"", 0.0)
         audio = pipeline.audio_from_image(image, quality=self.quality)
-        return RenderedClip(jpeg.getvalue(), audio.to_bytes("mp3"), audio.duration_s, image)
+        return EncodedClip(image, jpeg.getvalue(), audio.to_bytes("mp3"), audio.duration_s)
 
 
 def _batch_key(pipeline: RiffusionPipeline, job: Job) -> BatchKey | None:
