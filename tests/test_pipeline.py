@@ -488,6 +488,20 @@ def original_riffuse(pipe, inputs: InferenceInput, image: Image.Image) -> torch.
     return latents
 
 
+@pytest.mark.parametrize("denoising", [0.3, 0.75, 1.0])
+def test_riffuse_reproduces_the_original_at_every_strength(pipe, seed_image, denoising) -> None:
+    """At denoising 1 the original caps its start (10 PNDM steps: from timestep 801, not 901),
+    making 10 UNet calls rather than 11; below 1 the two schedules agree."""
+    prompt = PromptInput("lofi hip hop beat", seed=11, denoising=denoising, guidance=7.0)
+    inputs = InferenceInput(prompt, prompt, alpha=0.0, num_inference_steps=10)
+    calls = []
+    pipe.riffuse(inputs, seed_image, callback=lambda done, total: calls.append(total))
+    assert calls[0] == {0.3: 4, 0.75: 8, 1.0: 10}[denoising]
+    expected = original_riffuse(pipe, inputs, seed_image)
+    latents = pipe.riffuse(inputs, seed_image, output_type="latent")
+    torch.testing.assert_close(latents, expected, rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
 def test_riffuse_reproduces_the_original(pipe, seed_image, alpha: float) -> None:
     """Same prompts and seeds, same music: the original's result on the checkpoint's scheduler."""

@@ -48,7 +48,8 @@ class BatchKey:
     Attributes:
         scheduler: the scheduler class's name.
         num_inference_steps: steps of the full schedule.
-        denoising_steps: steps that run, int(num_inference_steps * denoising).
+        denoising_steps: img2img's step count, int(num_inference_steps * denoising): with the
+            schedule it sets the timestep the run starts from.
         latent_size: (height, width) of the latents, pixels / 8.
         guided: whether guidance > 1 (two UNet rows per request, else one).
     """

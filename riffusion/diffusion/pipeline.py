@@ -605,9 +605,7 @@ class RiffusionPipeline(DiffusionPipeline):
         lead = schedulers[0]
         timesteps = lead.timesteps
         if denoising_steps is not None:
-            # The original riffusion's img2img schedule: skip the first (1 - denoising) of the
-            # steps. (Its "+ steps_offset" arithmetic reduces to this for the PNDM schedule.)
-            first = (num_inference_steps - denoising_steps) * lead.order
+            first = _img2img_start(num_inference_steps, denoising_steps, lead)
             timesteps = timesteps[first:] if denoising_steps else timesteps[:0]
             for each in schedulers:
                 set_begin_index = getattr(each, "set_begin_index", None)
@@ -791,6 +789,22 @@ class RiffusionPipeline(DiffusionPipeline):
         """Standard normal float32 noise of shape from generator, on the pipeline's device."""
         noise = torch.randn(tuple(shape), generator=generator, device=generator.device)
         return noise.to(self.device)
+
+
+def _img2img_start(num_inference_steps: int, denoising_steps: int, scheduler: Scheduler) -> int:
+    """Index into scheduler.timesteps where img2img of denoising_steps (int(steps * denoising))
+    starts: the original riffusion's arithmetic, min(k + offset, steps) steps back from the end
+    counted with the config's steps_offset.
+
+    Below denoising 1 this is steps - k: the last k steps run (k + 1 timesteps for PNDM, whose
+    schedule repeats one for its warm-up). At denoising 1 the cap makes it 1 rather than 0 when
+    steps_offset is 1 (SD v1's configs): the first timestep is skipped, as the original did.
+    Unlike the original, the seed image is noised to the level of the first step that runs for
+    every scheduler (the original noised one step higher for schedules without PNDM's repeat).
+    """
+    steps = num_inference_steps
+    offset = int(scheduler.config.get("steps_offset", 0))
+    return max(steps - min(denoising_steps + offset, steps) + offset, 0) * scheduler.order
 
 
 def _start_latents(

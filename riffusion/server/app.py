@@ -118,10 +118,11 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
         progress("loading weights", None)
         pipeline = config.model.load(download_progress=downloading)
         progress("warming up", None)
-        # One diffusion step (denoising 1 runs the whole one-step schedule) with guidance, so
+        # The shortest schedule that runs the UNet (a one-step schedule at denoising 1 runs
+        # none: the original's img2img arithmetic skips its only timestep), with guidance, so
         # the UNet sees the batch of two that every request gives it.
         prompt = PromptInput(prompt="warm-up", seed=0, denoising=1.0, guidance=7.0)
-        warm_up = InferenceInput(start=prompt, end=prompt, alpha=0.0, num_inference_steps=1)
+        warm_up = InferenceInput(start=prompt, end=prompt, alpha=0.0, num_inference_steps=2)
         image = pipeline.riffuse(warm_up, library.seed_image(library.default_seed_id))
         pipeline.audio_from_image(image, quality=config.quality).to_bytes("mp3")
         return pipeline
