@@ -10,6 +10,7 @@ import math
 import secrets
 from dataclasses import dataclass
 
+from riffusion.diffusion.presets import PresetName, check_preset_steps
 from riffusion.errors import RiffusionError
 
 #: Seeds are torch generator seeds: 0 to 2**64 - 1.
@@ -62,6 +63,8 @@ class InferenceInput:
         num_inference_steps: steps of the full schedule; img2img runs denoising times as many.
         seed_image_id: name of the seed image (the spectrogram img2img starts from).
         mask_image_id: name of a mask image, or None to repaint everywhere.
+        preset: how the diffusion runs (riffusion.diffusion.presets): "quality" is the original
+            riffusion's path; "fast" and "realtime" do less work per clip.
     """
 
     start: PromptInput
@@ -70,6 +73,7 @@ class InferenceInput:
     num_inference_steps: int = 50
     seed_image_id: str = "og_beat"
     mask_image_id: str | None = None
+    preset: PresetName = "quality"
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -77,6 +81,7 @@ class InferenceInput:
                 raise RiffusionError(f"{name} must be a PromptInput")
         check_number("alpha", self.alpha, 0.0, 1.0)
         check_steps("num_inference_steps", self.num_inference_steps)
+        check_preset_steps(self.preset, self.num_inference_steps)
 
 
 def random_seed() -> int:
