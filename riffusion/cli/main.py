@@ -14,6 +14,7 @@ from riffusion.cli.audio_commands import (
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
 from riffusion.cli.common import EXIT_INTERRUPTED
+from riffusion.cli.compare_presets import compare_presets
 from riffusion.cli.generate import generate
 from riffusion.cli.render_commands import interpolate, jam, riff
 from riffusion.cli.seed_commands import seed_image, seeds
@@ -57,3 +58,4 @@ cli.add_command(serve)
 cli.add_command(riff)
 cli.add_command(interpolate)
 cli.add_command(jam)
+cli.add_command(compare_presets)
