@@ -654,3 +654,30 @@ def test_model_that_cannot_load_is_explained_on_the_page(browser, tmp_path):
 
 def jam_phase(page) -> str:
     return page.evaluate("riffusion.jam.phase")
+
+
+# ---------------------------------------------------------------- presets
+
+
+def test_choosing_a_preset_sets_its_steps_and_reaches_the_jam(server, tab):
+    page = tab.page
+    page.goto(f"{server.url}?seedImageId={SEED_ID}")
+    page.wait_for_function("document.querySelector('#preset option[value=\"fast\"]')")
+    # The server runs quality by default, at the original's 50 steps.
+    assert page.input_value("#preset") == "quality"
+    assert page.input_value("#steps") == "50"
+    page.select_option("#preset", "fast")
+    assert page.input_value("#steps") == "20"
+    assert not page.is_disabled("#guidance")
+    query = parse_qs(urlsplit(page.input_value("#share-url")).query)
+    assert query["preset"] == ["fast"] and query["numInferenceSteps"] == ["20"]
+    page.fill("#prompt-input", "a fast jam")
+    page.press("#prompt-input", "Enter")
+    start = tab.wait_sent("start")[0]["settings"]
+    assert (start["preset"], start["num_inference_steps"]) == ("fast", 20)
+    # Realtime brings its own step count and runs without guidance.
+    page.select_option("#preset", "realtime")
+    assert page.input_value("#steps") == "1"
+    assert page.is_disabled("#guidance")
+    sent = tab.wait_sent("settings")[-1]["settings"]
+    assert sent == {"preset": "realtime", "num_inference_steps": 1}

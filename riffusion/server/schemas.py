@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from riffusion.diffusion.inputs import MAX_SEED, InferenceInput, PromptInput
+from riffusion.diffusion.presets import PresetName, resolve_preset
 from riffusion.jam import JamState
 
 MAX_GUIDANCE = 30.0
@@ -35,6 +36,10 @@ Prompt = Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)]
 ImageId = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_ID_CHARS)]
 AlphaVelocity = Annotated[
     float, Field(strict=True, gt=0.0, le=1.0, description="alpha step per clip")
+]
+Preset = Annotated[
+    PresetName,
+    Field(description="generation preset (GET /api/presets); absent: the server's (--preset)"),
 ]
 
 
@@ -83,15 +88,23 @@ class InferenceInputModel(_Request):
     mask_image_id: ImageId | None = None
     start: PromptInputModel
     end: PromptInputModel
+    preset: Preset | None = None
 
-    def to_inference_input(self) -> InferenceInput:
+    def to_inference_input(self, default_preset: PresetName = "quality") -> InferenceInput:
+        """The generation asked for; without a preset, default_preset's (see
+        presets.resolve_preset for the step count then)."""
+        given = "num_inference_steps" in self.model_fields_set
+        preset, steps = resolve_preset(
+            self.preset, self.num_inference_steps if given else None, default_preset
+        )
         return InferenceInput(
             start=self.start.to_prompt_input(),
             end=self.end.to_prompt_input(),
             alpha=self.alpha,
-            num_inference_steps=self.num_inference_steps,
+            num_inference_steps=steps,
             seed_image_id=self.seed_image_id,
             mask_image_id=self.mask_image_id,
+            preset=preset,
         )
 
     @classmethod
@@ -103,6 +116,7 @@ class InferenceInputModel(_Request):
             mask_image_id=inputs.mask_image_id,
             start=PromptInputModel.from_prompt_input(inputs.start),
             end=PromptInputModel.from_prompt_input(inputs.end),
+            preset=inputs.preset,
         )
 
 
@@ -195,6 +209,19 @@ class MaskListModel(BaseModel):
     masks: list[MaskModel]
 
 
+class PresetModel(BaseModel):
+    name: PresetName
+    summary: str = Field(description="what it trades, in one line")
+    steps: int = Field(description="its step count when a request gives none")
+    max_steps: int = Field(description="the most steps it accepts")
+    guided: bool = Field(description="whether guidance and negative prompts take effect")
+
+
+class PresetListModel(BaseModel):
+    default: PresetName = Field(description="the preset of requests that name none")
+    presets: list[PresetModel]
+
+
 # --- Jam WebSocket: client to server ------------------------------------------------------------
 
 
@@ -208,6 +235,7 @@ class JamSettingsModel(_Request):
     mask_image_id: ImageId | None = None
     alpha_velocity: AlphaVelocity | None = None
     seed: Seed | None = None
+    preset: Preset | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent. mask_image_id may be sent as null (no mask); a null
