@@ -397,6 +397,16 @@ def test_taesd_keeps_the_size_and_the_exif(
     assert text.size == (192, 512)
 
 
+def test_seed_latents_are_cached_per_autoencoder(
+    preset_pipeline: RiffusionPipeline, seed_image: Image.Image
+) -> None:
+    quality = preset_pipeline.encode_image(seed_image, 3)
+    realtime = preset_pipeline.encode_image(seed_image, 3, "realtime")
+    # TAESD encodes deterministically: the seed plays no part.
+    assert torch.equal(realtime, preset_pipeline.encode_image(seed_image, 4, "realtime"))
+    assert not torch.allclose(quality, realtime)
+
+
 def _saved(image: Image.Image, exif: Image.Exif) -> object:
     import io
 

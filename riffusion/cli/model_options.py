@@ -58,7 +58,8 @@ seed_images_option = click.option(
 def load_model(settings: ModelSettings) -> RiffusionPipeline:
     """The pipeline, announced on stderr, without the libraries' own warnings and bars."""
     quiet_model_libraries()
-    click.echo(f"Loading {settings.model} ...", err=True)
+    preset = "" if settings.preset == "quality" else f" for the {settings.preset} preset"
+    click.echo(f"Loading {settings.model}{preset} ...", err=True)
     return settings.load()
 
 

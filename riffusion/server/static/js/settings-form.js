@@ -97,10 +97,10 @@ export class SettingsForm extends EventTarget {
     if (this.values.preset !== null && !this.presets.some((p) => p.name === this.values.preset)) {
       this.values.preset = null;
     }
-    // A jam on the server's own preset runs at its step count unless a link asked for steps.
-    if (this.values.preset === null && this.values.numInferenceSteps === DEFAULTS.numInferenceSteps) {
-      this.values.numInferenceSteps = this.preset().steps;
-    }
+    // A preset runs at its own step count unless a link asked for steps (within its limit).
+    const preset = this.preset();
+    if (this.values.numInferenceSteps === DEFAULTS.numInferenceSteps) this.values.numInferenceSteps = preset.steps;
+    this.values.numInferenceSteps = Math.min(this.values.numInferenceSteps, preset.max_steps);
   }
 
   /** The preset the jam runs: the one chosen, else the server's. */
