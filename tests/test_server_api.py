@@ -620,3 +620,36 @@ def test_serve_takes_the_model_options_of_every_command(monkeypatch: pytest.Monk
         device="cpu",
         dtype="float32",
     )
+
+
+# --- The original app's seed and mask ids -------------------------------------------------------
+
+ORIGINAL_APP_SEED_IDS = ("og_beat", "agile", "marim", "motorway", "vibes")
+ORIGINAL_APP_MASK_IDS = (
+    "mask_beat_lines_80",
+    "mask_gradient_dark",
+    "mask_gradient_top_70",
+    "mask_gradient_top_fifth_75",
+    "mask_top_third_75",
+    "mask_top_third_95",
+)
+
+
+def test_every_seed_and_mask_id_of_the_original_app_is_served(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The original web app (riffusion-app) offers these ids; an unknown one answered 400 and the
+    # app died. Each seed is paired with a mask, so six clips cover all eleven ids.
+    monkeypatch.setenv("RIFFUSION_CACHE_DIR", str(tmp_path))
+    listed_seeds = {seed["id"] for seed in client.get("/api/seeds").json()["seeds"]}
+    listed_masks = {mask["id"] for mask in client.get("/api/masks").json()["masks"]}
+    assert set(ORIGINAL_APP_SEED_IDS) <= listed_seeds
+    assert set(ORIGINAL_APP_MASK_IDS) <= listed_masks
+    pairs = zip(ORIGINAL_APP_SEED_IDS * 2, ORIGINAL_APP_MASK_IDS, strict=False)
+    for seed_id, mask_id in pairs:
+        body = inference_json(seed_image_id=seed_id, mask_image_id=mask_id)
+        response = client.post("/run_inference/", json=body)
+        assert response.status_code == 200, (seed_id, mask_id, response.text)
+        output = response.json()
+        image = Image.open(io.BytesIO(decode_data_url(output["image"], JPEG_PREFIX)))
+        assert image.size == (512, 512) and output["duration_s"] == pytest.approx(5.12)

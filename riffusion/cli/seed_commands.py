@@ -47,7 +47,11 @@ _ONLY_FOR = {
 @click.option("--audio", "audio_path", type=PATH, help="Pattern: also write the loop (wav, ...).")
 @click.option("--beats-per-bar", type=int, help="Loop or mask: beats in a bar. [4]")
 @click.option("--beats", type=int, help="Mask: beats to keep (keep-first/last-beats).")
-@click.option("--fraction", type=float, help="Mask: fraction of rows kept (keep-bottom/top).")
+@click.option(
+    "--fraction",
+    type=float,
+    help="Mask: fraction of rows kept (keep-bottom/top) or covered from the top (mask_*).",
+)
 @click.option("--strength", type=float, help="Mask: gray of the repainted parts, 0-1.")
 @click.option("--width", type=int, help="Mask: width, px. [as a seed at --bpm and --bars]")
 @overwrite_option
@@ -74,6 +78,7 @@ def seed_image(
     riffusion seed-image --pattern og_beat --bpm 120 -o seed.png --audio seed.wav
     riffusion seed-image --from loop.wav -o seed.png          (tempo estimated)
     riffusion seed-image --mask keep-first-beats --bpm 120 --beats 4 -o mask.png
+    riffusion seed-image --mask mask_top_third_75 --strength 0.5 -o mask.png
 
     The image holds whole beats (whole bars where possible) at 10 ms per column and a width that
     is a multiple of 64 px; its EXIF carries the tempo, so playback can stretch it to the asked
@@ -210,7 +215,8 @@ def seeds(seed_images_dir: Path | None, as_json: bool) -> None:
         return
     console = Console()
     table = Table(title="Seeds")
-    for column in ("id", "BPM", "meter", "bars", "key", "width", "description / source"):
+    _id_column(table, [info.id for info in seed_list])
+    for column in ("BPM", "meter", "bars", "key", "width", "description / source"):
         table.add_column(column)
     for info in seed_list:
         table.add_row(
@@ -224,7 +230,8 @@ def seeds(seed_images_dir: Path | None, as_json: bool) -> None:
         )
     console.print(table)
     table = Table(title="Masks")
-    for column in ("id", "parameters", "description / source"):
+    _id_column(table, [mask.id for mask in mask_list])
+    for column in ("parameters", "description / source"):
         table.add_column(column)
     for mask in mask_list:
         parameters = ", ".join(f"{name}={value:g}" for name, value in mask.parameters.items())
@@ -232,6 +239,11 @@ def seeds(seed_images_dir: Path | None, as_json: bool) -> None:
             mask.id, parameters, mask.description if mask.source == "built-in" else mask.source
         )
     console.print(table)
+
+
+def _id_column(table: Table, ids: list[str]) -> None:
+    """The id column, wide enough for every id: an id is what the user types, never cut short."""
+    table.add_column("id", no_wrap=True, min_width=max(map(len, ids), default=2))
 
 
 def _text(value: float | None) -> str:
