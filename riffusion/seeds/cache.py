@@ -17,7 +17,6 @@ from pathlib import Path
 
 from PIL import Image
 
-import riffusion
 from riffusion.spectrogram.image import save_spectrogram_image
 
 # Source files (relative to the riffusion package) whose code decides what a seed image holds.
@@ -45,7 +44,7 @@ def cache_dir() -> Path:
 @lru_cache(maxsize=1)
 def code_digest() -> str:
     """12 hex digits identifying the code behind seed images."""
-    package = Path(riffusion.__file__).parent
+    package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for source in _SOURCES:
         digest.update((package / source).read_bytes())
