@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import riffusion
 from riffusion import Audio, RiffusionError, SpectrogramImageConverter
@@ -252,3 +253,14 @@ def test_nothing_to_stitch() -> None:
     with pytest.raises(RiffusionError, match="no clips"):
         stitch([])
     assert Stitcher().finish().num_frames == 0
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_the_stitcher_leaves_its_clips_alone(as_tensor: bool) -> None:
+    # Clips so short that the second is blended in before any audio is delivered.
+    mel = CONVERTER.mel_amplitudes_from_audio(_chord(0.3))[..., :30]
+    clips = [mel.copy(), 0.5 * mel]
+    given = [torch.from_numpy(clip) for clip in clips] if as_tensor else clips
+    audio = stitch(given, [0, 15], match_loudness=False)
+    assert audio.num_frames == 45 * HOP
+    assert np.array_equal(clips[0], mel) and np.array_equal(clips[1], 0.5 * mel)
