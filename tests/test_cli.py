@@ -495,6 +495,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_image: Path) 
         tmp_path / "narrow.png", exif=Image.open(small_image).getexif()
     )
     (tmp_path / "folder").mkdir()
+    (tmp_path / "folder.wav").mkdir()
     (tmp_path / "audio_folder").mkdir()
     tone(tmp_path / "audio_folder" / "a.wav")
     return tmp_path
@@ -568,6 +569,22 @@ CLIPS_BATCH = ["sample-clips-batch", "--output-dir", "clips", "--audio-dir"]
         (["image-to-audio", "--image", "small.png", "--audio", "x.aac"], r"audio format 'aac'"),
         (["image-to-audio", "--image", "small.png", "--audio", "x"], r"audio format 'x'"),
         (["print-exif", "--image", "text.png"], r"text\.png: not an image file"),
+        # outputs that cannot be written, found before any work
+        (
+            ["audio-to-image", "--audio", "good.wav", "--image", "good.wav/x.png"],
+            r"^Error: good\.wav/x\.png: cannot write \(good\.wav is a file, not a directory\)$",
+        ),
+        ([*I2A[:2], "good.wav/x/y.wav", "--image", "small.png"], r"good\.wav is a file, not a"),
+        (
+            [*I2A[:2], "folder.wav", "--image", "small.png"],
+            r"folder\.wav: cannot write \(it is a dir",
+        ),
+        (
+            ["sample-clips", "--output-dir", "good.wav/clips", "--audio", "good.wav"],
+            r"good\.wav/clips: cannot write there \(good\.wav is a file, not a directory\)",
+        ),
+        ([*IMAGES_BATCH[:2], "good.wav/x", "--audio-dir", "audio_folder"], r"good\.wav is a file"),
+        (["print-exif", "--image", "missing.png"], r"missing\.png: no such file"),
         # batches: problems that concern every file stop before any work
         ([*IMAGES_BATCH, "nowhere"], r"nowhere: no such directory"),
         ([*IMAGES_BATCH, "good.wav"], r"good\.wav: is not a directory"),
@@ -684,3 +701,15 @@ def test_an_overflowing_max_value_is_refused_not_played(
         f"got {max_value!r}\n"
     )
     assert not output.exists()
+
+
+def test_an_mp3_cut_short_is_read_with_a_warning(tmp_path: Path) -> None:
+    whole = tone(tmp_path / "whole.mp3", seconds=2.0).read_bytes()
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = succeeded(run("audio-to-image", "--audio", cut, "--image", tmp_path / "x.png"))
+    assert re.fullmatch(
+        rf"Warning: {re.escape(str(cut))} seems cut short: its header announces 2\.00 s, but only "
+        r"0\.\d\d s could be decoded; using that",
+        result.stderr.strip(),
+    ), result.stderr
