@@ -6,6 +6,7 @@ that audio reconstruction stays quick.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -249,4 +250,51 @@ def test_ctrl_c_is_one_line_and_status_130(
     assert result.exit_code == EXIT_INTERRUPTED, result.output
     assert result.output.strip().splitlines()[-1] == "Interrupted."
     assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.chdir(tmp_path)
+    Path("ok.wav").write_bytes(b"")
+    nowhere = ["--model", "./no-model"]
+    failed(run("x", "-o", "ok.wav/x.wav", *nowhere), "cannot write (ok.wav is a file, not a")
+    failed(run("x", "-o", "o.wav", "--image", "ok.wav/x.png", *nowhere), "ok.wav is a file")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    failed(run("x", "-o", "new/o.wav", *nowhere), f"no permission to write in {Path('.')}")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ok.wav"]
+
+
+def test_prompt_weights_beyond_the_limits_are_refused_before_the_model_loads(
+    tmp_path: Path,
+) -> None:
+    os.chdir(tmp_path)
+    failed(
+        run("(a:10000000000000000)", "-o", "o.wav", "--model", "./no-model"),
+        "prompt: weight 1e+16 of 'a' is out of range",
+    )
+    failed(
+        run("jazz", "--negative", "(" * 499 + "x" + ")" * 499, "-o", "o.wav", "--model", "./none"),
+        "negative prompt: brackets nest 499 deep",
+    )
+
+
+def test_a_full_disk_leaves_neither_output(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audio used to be written before the image failed: both whole or neither now."""
+    save = Image.Image.save
+
+    def disk_full(self: Image.Image, path: Path | str, *args: object, **kwargs: object) -> None:
+        save(self, path, *args, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    audio, image = tmp_path / "g.mp3", tmp_path / "g.png"
+    result = run(
+        "jazz", "-o", audio, "--image", image, "--width", 64, "--model", tiny_checkpoint, *FAST
+    )
+    failed(result, f"{image}: cannot write (No space left on device)")
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from riffusion.spectrogram.image import (
     image_from_mel_amplitudes,
     mel_amplitudes_from_image,
 )
+from riffusion.spectrogram.params import ExifTag
 
 PARAMS = SpectrogramParams()
 
@@ -84,3 +85,13 @@ def test_hand_drawn_image_of_any_width_converts_to_audio() -> None:
     audio = SpectrogramImageConverter().audio_from_spectrogram_image(image)
     assert audio.samples.shape == (1, 37 * PARAMS.hop_length)
     assert np.abs(audio.samples).max() > 0.5
+
+
+@pytest.mark.parametrize("max_value", [1e38, 1e308, float("inf"), float("nan"), -1.0, "loud"])
+def test_an_unusable_max_value_tag_is_refused_on_every_path(max_value: object) -> None:
+    """As /api/image_to_audio reads images: the converter's own parameters, MAX_VALUE from EXIF.
+    1e308 overflowed to inf and NaN, and the MP3 encoder aborted the server."""
+    image = Image.new("RGB", (40, PARAMS.num_frequencies), "gray")
+    image.getexif()[int(ExifTag.MAX_VALUE)] = max_value
+    with pytest.raises(RiffusionError, match=r"EXIF tag 11080 \(MAX_VALUE\) must be a number"):
+        SpectrogramImageConverter(PARAMS).audio_from_spectrogram_image(image)

@@ -11,15 +11,22 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from riffusion.audio import format_for_extension
-from riffusion.cli.common import PATH, load_audio, overwrite_option, refuse_to_overwrite, warn
+from riffusion.audio import Audio, format_for_extension
+from riffusion.cli.common import (
+    PATH,
+    check_outputs,
+    load_audio,
+    overwrite_option,
+    save_together,
+    warn,
+)
 from riffusion.errors import RiffusionError
 from riffusion.seeds.builtin import render_loop, render_seed_image, seed_request
 from riffusion.seeds.images import fit_loop, seed_image_from_loop
 from riffusion.seeds.masks import MASKS
 from riffusion.seeds.registry import list_masks, list_seeds, mask_grid
 from riffusion.seeds.timing import MAX_BAR_STRETCH, WIDTH_MULTIPLE, LoopTiming, choose_timing
-from riffusion.spectrogram.files import image_extension, save_image
+from riffusion.spectrogram.files import image_extension
 
 # Options that only make sense with one source; checked so a misplaced one is an error, not
 # silently ignored.
@@ -110,8 +117,10 @@ def seed_image(
     image_extension(output.name)
     if audio_path is not None:
         format_for_extension(audio_path.name)
-    refuse_to_overwrite([output, *([audio_path] if audio_path else [])], overwrite)
+    check_outputs([output, *([audio_path] if audio_path else [])], overwrite)
 
+    # What to write besides the image: the pattern's loop, with --audio.
+    outputs: list[tuple[Path, Audio | Image.Image]] = []
     # Exactly one of the three is given (checked above).
     if pattern:
         request = seed_request(pattern, bpm, bars, key, seed or 0)
@@ -124,7 +133,7 @@ def seed_image(
             )
         image = render_seed_image(request)
         if audio_path is not None:
-            render_loop(request).save(audio_path, overwrite=overwrite)
+            outputs.append((audio_path, render_loop(request)))
         summary = f"{pattern}, {_describe(timing)}"
     elif from_path:
         if bars is not None:
@@ -139,7 +148,8 @@ def seed_image(
         summary = f"{from_path.name}, {_describe(timing)}"
     elif mask_id:
         image, summary = _mask(mask_id, bpm, bars, beats_per_bar, beats, fraction, strength, width)
-    save_image(image, output, overwrite=overwrite)
+    outputs.insert(0, (output, image))
+    save_together(outputs)
     click.echo(f"Wrote {output} ({image.width} x {image.height} px): {summary}")
     if audio_path is not None:
         click.echo(f"Wrote {audio_path} ({timing.duration_s:.3f} s loop at {timing.bpm:g} BPM)")
