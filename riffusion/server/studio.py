@@ -39,6 +39,7 @@ from riffusion.server.worker import (
     result_unless_disconnected,
 )
 from riffusion.spectrogram.converter import SpectrogramImageConverter
+from riffusion.spectrogram.image import DEFAULT_MAX_VALUE
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -172,7 +173,13 @@ def studio_router(
         waiting += 1
         try:
             async with conversions:
-                audio = await run_in_threadpool(converter.audio_from_spectrogram_image, image, True)
+                # The audio is peak-normalised, so the upload's MAX_VALUE tag would only scale it
+                # (og_beat's own tag, 3e7 or 1e3 differ by less than -80 dB of its peak). It is
+                # not read, so that no tag, such as 1e38 overflowing to infinity, reaches the MP3
+                # encoder (whose assertion on non-finite samples ends the process).
+                audio = await run_in_threadpool(
+                    converter.audio_from_spectrogram_image, image, True, DEFAULT_MAX_VALUE
+                )
                 mp3 = await run_in_threadpool(audio.to_bytes, "mp3")
         finally:
             waiting -= 1
