@@ -112,10 +112,12 @@ class JamSession:
 
     async def run(self) -> None:
         await self.websocket.accept()
-        await self.send_status()
         generator = asyncio.create_task(self._generate_forever())
         try:
+            await self.send_status()
             await self._receive_forever()
+        except WebSocketDisconnect:
+            pass  # the client left while a reply was on its way: nobody is left to tell
         finally:
             generator.cancel()
             if self.job is not None:
