@@ -151,7 +151,9 @@ def test_integer_fields_still_refuse_what_is_not_a_whole_number(
     client: TestClient, value: Any
 ) -> None:
     body = json.dumps(inference_json(num_inference_steps=value))
-    response = client.post("/run_inference/", content=body)
+    response = client.post(
+        "/run_inference/", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert "num_inference_steps" in response.json()["message"]
 

@@ -12,8 +12,8 @@ MAX_ID_CHARS = 100
 MAX_CLIPS_AHEAD = 10
 
 #: How far outside [0, 1] a fraction may stray and still be taken, as the nearest bound. Sums of
-#: float steps land a hair outside: the original web app's alpha 0.25 + 0.55 + ... reaches
-#: 1.0000000000000002.
+#: float steps land a hair outside (0.05 added twenty times is 1.0000000000000002), and the
+#: original web app moves its alpha by adding such steps.
 FRACTION_TOLERANCE = 1e-6
 
 #: Largest studio upload, decoded, bytes (a minute of 16-bit stereo WAV at 44.1 kHz is about
