@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,6 @@ import httpx
 import numpy as np
 import pytest
 import soundfile
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 from server_support import (
@@ -32,15 +30,19 @@ from server_support import (
     GatedLoader,
     GatedPipeline,
     config,
+    free_port,
     inference_json,
+    live_server,
     ready_loader,
+    wait_for,
     write_seed_images,
 )
 
 from riffusion.audio import Audio
 from riffusion.errors import RiffusionError
 from riffusion.server.app import create_app
-from riffusion.server.schemas import MAX_PROMPT_CHARS, InferenceInputModel
+from riffusion.server.limits import MAX_PROMPT_CHARS
+from riffusion.server.schemas import InferenceInputModel
 
 JPEG_PREFIX = "data:image/jpeg;base64,"
 MP3_PREFIX = "data:audio/mpeg;base64,"
@@ -58,14 +60,6 @@ def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
     with TestClient(app) as client:
         app.state.model.wait(30)
         yield client
-
-
-def wait_for(condition: Any, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.02)
 
 
 def decode_data_url(url: str, prefix: str) -> bytes:
@@ -177,9 +171,7 @@ def test_invalid_input_answers_422_naming_the_field(
     assert any(problem["loc"][1:] == field.split(".") for problem in body["detail"])
 
 
-@pytest.mark.parametrize(
-    "raw", [b"not json", b"[]", b"null", b'{"alpha": 0.5'], ids=["text", "list", "null", "cut"]
-)
+@pytest.mark.parametrize("raw", [b"[]", b"null", b"12"], ids=["list", "null", "number"])
 def test_bodies_that_are_not_an_object_answer_422(client: TestClient, raw: bytes) -> None:
     response = client.post(
         "/run_inference/", content=raw, headers={"content-type": "application/json"}
@@ -429,21 +421,6 @@ def test_full_queue_answers_429_with_retry_after(seed_images: Path, tiny_pipelin
         assert statuses == [200, 200]
 
 
-@contextlib.contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """app served by uvicorn on a free port in this process; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
 def test_client_that_goes_away_has_its_queued_work_dropped(
     seed_images: Path, tiny_pipeline: Any
 ) -> None:
@@ -468,12 +445,6 @@ def test_client_that_goes_away_has_its_queued_work_dropped(
 
 
 # --- `riffusion serve` as a process -----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_riffusion_serve_over_real_http(seed_images: Path, tiny_checkpoint: Path) -> None:
