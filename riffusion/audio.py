@@ -11,6 +11,7 @@ samples, clips the rest to [-1, 1], and resamples to a rate the format supports.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -150,16 +151,18 @@ class Audio:
         return Audio(self.samples * gain, self.sample_rate)
 
     @classmethod
-    def load(cls, path: str | Path) -> Audio:
+    def load(cls, path: str | Path, max_duration_s: float | None = None) -> Audio:
         """Read any file libsndfile understands (WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...).
 
-        A file that decodes to noticeably less than its header announces (an MP3 cut short) is
+        max_duration_s, when given, refuses a file longer than that as soon as its header or its
+        decoding shows it, without decoding the rest (a small file of compressed silence can
+        decode to gigabytes). A file that decodes to noticeably less than its header announces (an MP3 cut short) is
         read as far as it goes, with a RiffusionWarning saying so; a WAV cut short is refused.
 
         Raises:
             RiffusionError: the file is missing, not a regular file, empty, not decodable audio,
-                a truncated WAV, holds no frames or non-finite samples, or has a sample rate
-                outside MIN_SAMPLE_RATE to MAX_SAMPLE_RATE.
+                a truncated WAV, holds no frames or non-finite samples, has a sample rate
+                outside MIN_SAMPLE_RATE to MAX_SAMPLE_RATE, or lasts more than max_duration_s.
         """
         path = Path(path)
         if not path.exists():
@@ -186,7 +189,14 @@ class Audio:
                         f"{path}: sample rate {sample_rate} Hz is outside the "
                         f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz that can be read"
                     )
-                data = _read_blocks(file)
+                max_frames = None
+                if max_duration_s is not None:
+                    max_frames = math.floor(max_duration_s * sample_rate)
+                    if announced > max_frames:
+                        raise _too_long(path, max_duration_s)
+                data = _read_blocks(file, max_frames)
+                if data is None:
+                    raise _too_long(path, max_duration_s)
         except soundfile.LibsndfileError as error:
             reason = _UNDECODABLE.get(error.code) or error.error_string.rstrip(".")
             raise RiffusionError(f"{path}: not a readable audio file ({reason})") from None
@@ -262,19 +272,28 @@ def _encodable_rate(key: str, sample_rate: int) -> int:
     return min(sample_rate, MAX_ENCODED_SAMPLE_RATES.get(key, sample_rate))
 
 
-def _read_blocks(file: soundfile.SoundFile) -> np.ndarray:
-    """The rest of file as float32 (frames, channels), read in blocks until the data ends.
+def _read_blocks(file: soundfile.SoundFile, max_frames: int | None = None) -> np.ndarray | None:
+    """The rest of file as float32 (frames, channels), read in blocks until the data ends; None
+    as soon as more than max_frames frames have been read.
 
     soundfile.read would allocate the frame count the header announces up front, which a damaged
     or hostile header sets to billions.
     """
     block_frames = max(1, _BLOCK_SAMPLES // file.channels)
     blocks = []
+    frames = 0
     while len(block := file.read(block_frames, dtype="float32", always_2d=True)):
         blocks.append(block)
+        frames += len(block)
+        if max_frames is not None and frames > max_frames:
+            return None
     if not blocks:
         return np.zeros((0, file.channels), dtype=np.float32)
     return np.concatenate(blocks)
+
+
+def _too_long(path: Path, max_duration_s: float | None) -> RiffusionError:
+    return RiffusionError(f"{path}: longer than {max_duration_s:g} s, the most that is read here")
 
 
 def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:

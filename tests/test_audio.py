@@ -261,3 +261,23 @@ def test_an_mp3_without_one_whole_frame_says_so(tmp_path: Path) -> None:
     with pytest.raises(RiffusionError) as raised:
         Audio.load(path)
     assert str(raised.value) == f"{path}: not a readable audio file (no decodable audio found)"
+
+
+def test_a_duration_bound_refuses_long_files_before_decoding_them(tmp_path) -> None:
+    path = tmp_path / "long.flac"
+    Audio(np.zeros((1, 44100 * 30), dtype=np.float32), 44100).save(path)
+    with pytest.raises(RiffusionError, match="longer than 10 s"):
+        Audio.load(path, max_duration_s=10)
+    assert Audio.load(path, max_duration_s=30).num_frames == 44100 * 30
+
+
+def test_block_reading_stops_past_the_bound(tmp_path) -> None:
+    """For streams whose header announces no (or a wrong) length, the decoding itself stops."""
+    from riffusion.audio import _read_blocks
+
+    path = tmp_path / "long.wav"
+    Audio(np.zeros((1, 44100 * 30), dtype=np.float32), 44100).save(path)
+    with soundfile.SoundFile(path) as file:
+        assert _read_blocks(file, max_frames=44100 * 10) is None
+    with soundfile.SoundFile(path) as file:
+        assert _read_blocks(file, max_frames=44100 * 30).shape == (44100 * 30, 1)

@@ -47,6 +47,8 @@ from riffusion.spectrogram.reconstruction import Quality
 MAX_IMAGE_WIDTH = 6000
 #: Longest uploaded clip for audio to audio, s (two of the model's 5.12-s clips).
 MAX_CLIP_S = 10.24
+#: How far, s, an upload may run over MAX_CLIP_S (encoders pad the last frame).
+CLIP_TOLERANCE_S = 0.05
 #: Image-to-audio conversions that may wait for the one running before new ones answer 429.
 CONVERSION_QUEUE = 4
 #: Rows of a spectrogram image: one per mel frequency.
@@ -111,13 +113,14 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 def decode_audio(mime: str | None, data: bytes) -> Audio:
-    """Audio from file bytes (WAV, MP3, FLAC, OGG), read with Audio.load's checks."""
+    """Audio from file bytes (WAV, MP3, FLAC, OGG), read with Audio.load's checks; longer than
+    a clip may be, it is refused before it is decoded in full."""
     suffix = _AUDIO_SUFFIXES.get(mime or "", ".wav")
     with tempfile.TemporaryDirectory(prefix="riffusion-upload-") as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            return Audio.load(path)
+            return Audio.load(path, max_duration_s=MAX_CLIP_S + CLIP_TOLERANCE_S)
         except RiffusionError as error:
             # The temporary path means nothing to the client.
             raise RiffusionError(str(error).replace(str(path), "audio")) from None
@@ -125,7 +128,7 @@ def decode_audio(mime: str | None, data: bytes) -> Audio:
 
 def spectrogram_of_clip(audio: Audio, converter: SpectrogramImageConverter) -> Image.Image:
     """The spectrogram image of a clip, cut to a multiple of 64 columns for the model."""
-    if audio.duration_s > MAX_CLIP_S + 0.05:
+    if audio.duration_s > MAX_CLIP_S + CLIP_TOLERANCE_S:
         raise RiffusionError(
             f"the audio is {audio.duration_s:.2f} s long; send clips of at most {MAX_CLIP_S} s"
         )
