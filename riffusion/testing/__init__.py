@@ -6,6 +6,8 @@
 - single_file_checkpoints: write_single_file_checkpoint(folder, path), a diffusers folder's
   weights as one original-layout .ckpt / .safetensors file.
 - random_lora: make_tiny_lora(path, checkpoint, seed), random LoRA weights for a tiny checkpoint.
+- join_metrics: how audible the joins of a long render are, and the naive joins to compare with
+  (import it from its module: it needs scipy and the spectrogram code).
 """
 
 from riffusion.testing.clip_tokenizer import CLIP_VOCAB_SIZE, write_clip_tokenizer
