@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner, Result
+from cli_support import failed, failed_matching, run, succeeded
 from PIL import Image
 
 from riffusion import Audio
-from riffusion.cli.main import cli
 from riffusion.clips import clip_start_times_ms
 from riffusion.spectrogram.params import ExifTag
 
@@ -39,28 +38,6 @@ SMALL = [
     "--window-duration-ms=20",
     "--padded-duration-ms=40",
 ]
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    assert result.exception is None
-    return result
-
-
-def failed(result: Result, message: str) -> str:
-    """The command's one-line error, checked against the regular expression message."""
-    assert result.exit_code != 0, result.output
-    # A clean exit: any other exception would have printed a traceback.
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("Error: "), result.stderr
-    assert re.search(message, last_line), last_line
-    return last_line
 
 
 def tone(path: Path, seconds: float = 1.0, rate: int = 44100, channels: int = 1) -> Path:
@@ -368,7 +345,7 @@ def test_audio_to_images_batch_converts_good_files_and_reports_bad_ones(
 ) -> None:
     out = tmp_path / "images"
     result = run("audio-to-images-batch", "--audio-dir", audio_dir, "--output-dir", out)
-    failed(result, r"3 of 6 files failed")
+    failed(result, "3 of 6 files failed")
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.jpg", "c.jpg"]
     for image in out.iterdir():
         assert Image.open(image).format == "JPEG"
@@ -575,7 +552,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
     workdir: Path, args: list[object], message: str
 ) -> None:
     before = sorted(path.name for path in workdir.iterdir())
-    failed(run(*args), message)
+    failed_matching(run(*args), message)
     # Nothing was written, not even an output folder.
     assert sorted(path.name for path in workdir.iterdir()) == before
 
@@ -611,7 +588,7 @@ def test_missing_required_options_are_usage_errors() -> None:
 def test_audio_to_image_refuses_to_overwrite(tmp_path: Path) -> None:
     audio, image = tone(tmp_path / "a.wav"), tmp_path / "taken.png"
     image.write_bytes(b"precious")
-    failed(
+    failed_matching(
         run("audio-to-image", "--audio", audio, "--image", image),
         rf"^Error: {re.escape(str(image))} already exists; pass --overwrite to replace it$",
     )
@@ -637,7 +614,8 @@ def test_sample_clips_refuses_before_writing_any_clip(tmp_path: Path) -> None:
     taken = out / f"clip_1_start_{second_start}_ms_duration_1000_ms.wav"
     taken.write_bytes(b"precious")
     args = ["--audio", audio, "--output-dir", out, "--num-clips", 2, "--duration-ms", 1000]
-    failed(run("sample-clips", *args, "--seed", 0), r"clip_1_.* already exists; pass --overwrite")
+    refused = run("sample-clips", *args, "--seed", 0)
+    failed_matching(refused, r"clip_1_.* already exists; pass --overwrite")
     assert list(out.iterdir()) == [taken]
     assert taken.read_bytes() == b"precious"
     succeeded(run("sample-clips", *args, "--seed", 0, "--overwrite"))
