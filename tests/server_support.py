@@ -1,7 +1,9 @@
-"""Helpers of the server tests: a small seed folder, loaders, a pipeline held at a gate."""
+"""Helpers of the server tests: a small seed folder, loaders, a pipeline held at a gate, a free
+port."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,13 @@ from riffusion.server.model import LoadProgress
 TINY_SEED_ID = "tiny_seed"
 TINY_SEED_SIZE = (64, 512)
 TINY_MASK_ID = "mask_tiny"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def write_seed_images(folder: Path) -> Path:

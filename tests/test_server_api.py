@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from server_support import (
     GatedLoader,
     GatedPipeline,
     config,
+    free_port,
     inference_json,
     ready_loader,
     write_seed_images,
@@ -44,20 +44,6 @@ from riffusion.server.schemas import MAX_PROMPT_CHARS, InferenceInputModel
 
 JPEG_PREFIX = "data:image/jpeg;base64,"
 MP3_PREFIX = "data:audio/mpeg;base64,"
-
-
-@pytest.fixture(scope="module")
-def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_seed_images(tmp_path_factory.mktemp("server") / "seeds")
-
-
-@pytest.fixture(scope="module")
-def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
-    """A server with the tiny model loaded."""
-    app = create_app(config(seed_images), loader=ready_loader(tiny_pipeline))
-    with TestClient(app) as client:
-        app.state.model.wait(30)
-        yield client
 
 
 def wait_for(condition: Any, timeout_s: float = 30.0) -> None:
@@ -468,12 +454,6 @@ def test_client_that_goes_away_has_its_queued_work_dropped(
 
 
 # --- `riffusion serve` as a process -----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_riffusion_serve_over_real_http(seed_images: Path, tiny_checkpoint: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from server_support import (
     TINY_SEED_SIZE,
     GatedLoader,
     config,
-    ready_loader,
     write_seed_images,
 )
 from starlette.testclient import WebSocketTestSession
@@ -64,14 +62,6 @@ def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exif[int(TempoTag.BEATS_PER_BAR)] = 1
     image.save(folder / f"{TEMPO_SEED_ID}.png", exif=exif)
     return folder
-
-
-@pytest.fixture(scope="module")
-def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
-    app = create_app(config(seed_images), loader=ready_loader(tiny_pipeline))
-    with TestClient(app) as client:
-        app.state.model.wait(30)
-        yield client
 
 
 def receive(socket: WebSocketTestSession, kind: str) -> dict[str, Any]:
