@@ -171,6 +171,7 @@ def test_missing_model_and_bad_paths(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # two fresh interpreters, each importing torch and diffusers
 def test_real_process(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """The installed entry point, in a fresh interpreter: output, quiet stderr, exit codes."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -329,6 +329,7 @@ def test_ctrl_c_while_loading_the_model(tmp_path: Path, monkeypatch: pytest.Monk
     assert not output.exists()
 
 
+@pytest.mark.slow  # a fresh interpreter that loads the model and renders a clip
 def test_a_real_ctrl_c_to_a_running_interpolation(
     tiny_checkpoint: Path, seed_file: Path, tmp_path: Path
 ) -> None:

@@ -481,6 +481,7 @@ def test_client_that_goes_away_has_its_queued_work_dropped(
 # --- `riffusion serve` as a process -----------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh interpreter that starts the server, loads the model and generates
 def test_riffusion_serve_over_real_http(seed_images: Path, tiny_checkpoint: Path) -> None:
     port = free_port()
     command = [

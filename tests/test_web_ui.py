@@ -38,6 +38,10 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )
 
+# Every test waits on a real server and a software-rendering browser: the server alone takes over
+# 10 s to start, and most tests take over 10 s themselves.
+pytestmark = pytest.mark.slow
+
 # Headless Chromium without a GPU: ANGLE on SwiftShader gives it WebGL2 in software.
 CHROMIUM_ARGS = [
     "--no-sandbox",
