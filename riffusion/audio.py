@@ -154,10 +154,11 @@ class Audio:
     def load(cls, path: str | Path, max_duration_s: float | None = None) -> Audio:
         """Read any file libsndfile understands (WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...).
 
-        max_duration_s, when given, refuses a file longer than that as soon as its header or its
-        decoding shows it, without decoding the rest (a small file of compressed silence can
-        decode to gigabytes). A file that decodes to noticeably less than its header announces (an MP3 cut short) is
+        A file that decodes to noticeably less than its header announces (an MP3 cut short) is
         read as far as it goes, with a RiffusionWarning saying so; a WAV cut short is refused.
+        max_duration_s, when given, refuses a longer file as soon as its header or its decoding
+        shows it, without decoding the rest (a small file of compressed silence can decode to
+        gigabytes).
 
         Raises:
             RiffusionError: the file is missing, not a regular file, empty, not decodable audio,

@@ -1,5 +1,5 @@
-"""Helpers of the server tests: a small seed folder, loaders, a pipeline held at a gate, and the
-app served over real HTTP."""
+"""Helpers of the server tests: a small seed folder, loaders, a pipeline held at a gate, a free
+port, and the app served over real HTTP."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ from riffusion.server.model import LoadProgress
 TINY_SEED_ID = "tiny_seed"
 TINY_SEED_SIZE = (64, 512)
 TINY_MASK_ID = "mask_tiny"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def write_seed_images(folder: Path) -> Path:
@@ -116,12 +123,6 @@ def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import failed, run, succeeded
+from click.testing import Result
 from PIL import Image
 
 from riffusion import Audio, InferenceInput, PromptInput
 from riffusion.cli.common import EXIT_INTERRUPTED
-from riffusion.cli.main import cli
 from riffusion.cli.model_options import ModelSettings
 from riffusion.cli.render_commands import ProgressDisplay
 from riffusion.render.engine import LoopSource, Renderer, RenderPlan
@@ -36,23 +36,6 @@ FAST = ["--steps", "2", "--dtype", "float32", "--device", "cpu"]
 PARAMS = SpectrogramParams()
 HOP = PARAMS.hop_length
 WIDTH = 128
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def failed(result: Result, message: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert lines[-1].startswith("Error: "), result.output
-    assert message in lines[-1]
-    assert "Traceback" not in result.output
 
 
 def write_track(path: Path, seconds: float, sample_rate: int, channels: int) -> Path:
@@ -347,6 +330,7 @@ def test_ctrl_c_while_loading_the_model(tmp_path: Path, monkeypatch: pytest.Monk
     assert not output.exists()
 
 
+@pytest.mark.slow  # a fresh interpreter that loads the model and renders a clip
 def test_a_real_ctrl_c_to_a_running_interpolation(
     tiny_checkpoint: Path, seed_file: Path, tmp_path: Path
 ) -> None:
@@ -449,16 +433,18 @@ def test_a_real_sigterm_to_a_running_jam_keeps_what_was_rendered(
         (["jam", "--prompt", "a", "--device", "tpu"], "tpu"),
     ],
 )
-def test_bad_inputs(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
     # --model points nowhere: every mistake must be reported before the model would load.
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     write_track(tmp_path / "in.wav", 1.0, 44100, channels=1)
     (tmp_path / "in.txt").write_text("not audio")
     failed(run(*args, "-o", "out.wav", "--model", "./no-model"), message)
 
 
-def test_bad_outputs(tmp_path: Path) -> None:
-    os.chdir(tmp_path)
+def test_bad_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     write_track(tmp_path / "in.wav", 1.0, 44100, channels=1)
     (tmp_path / "taken.wav").write_bytes(b"")
     (tmp_path / "file").write_bytes(b"")

@@ -11,13 +11,13 @@ import torch
 import riffusion
 from riffusion import Audio, RiffusionError, SpectrogramImageConverter
 from riffusion.render.joins import MARGIN_COLUMNS, Stitcher, stitch, with_pre_roll
-from riffusion.render.metrics import (
+from riffusion.spectrogram.image import image_from_mel_amplitudes
+from riffusion.testing.join_metrics import (
     join_artefacts,
     looped_concatenation,
     plain_concatenation,
     uncut_reconstruction,
 )
-from riffusion.spectrogram.image import image_from_mel_amplitudes
 
 CONVERTER = SpectrogramImageConverter()
 HOP = CONVERTER.params.hop_length

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import error_line, run, succeeded
+from click.testing import Result
 from PIL import Image
 
 from riffusion.audio import Audio
-from riffusion.cli.main import cli
 from riffusion.seeds.builtin import render_loop, seed_request
 from riffusion.seeds.images import image_tempo, image_timing
 from riffusion.seeds.registry import load_mask_image, load_seed_image
@@ -37,22 +37,11 @@ def seed_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def error_line(result: Result) -> str:
-    """The one-line error of a failed command."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.output and len(lines) == 1, result.output
-    return lines[0]
+def single_error_line(result: Result) -> str:
+    """The error line of a failed command that wrote nothing else to stderr."""
+    line = error_line(result)
+    assert result.stderr.strip() == line, result.stderr
+    return line
 
 
 def test_seed_image_from_a_pattern_with_its_loop(tmp_path: Path) -> None:
@@ -234,7 +223,7 @@ def test_generate_from_agile_with_mask_top_third_75(tiny_checkpoint: Path, tmp_p
 def test_no_overwrite_without_the_flag(tmp_path: Path) -> None:
     image_path, audio_path = tmp_path / "seed.png", tmp_path / "seed.wav"
     image_path.write_bytes(b"precious")
-    line = error_line(run("seed-image", "--pattern", "og_beat", "-o", image_path))
+    line = single_error_line(run("seed-image", "--pattern", "og_beat", "-o", image_path))
     assert "already exists" in line and "--overwrite" in line
     assert image_path.read_bytes() == b"precious"
     # Nothing is written when any output exists: the image is not made either.
@@ -273,30 +262,33 @@ def test_no_overwrite_without_the_flag(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: tuple, message: str) -> None:
-    line = error_line(run("seed-image", *args, "-o", tmp_path / "out.png"))
+    line = single_error_line(run("seed-image", *args, "-o", tmp_path / "out.png"))
     assert message in line
 
 
 def test_bad_output_and_bad_loops(tmp_path: Path) -> None:
-    line = error_line(run("seed-image", "--pattern", "og_beat", "-o", tmp_path / "seed.gif"))
+    line = single_error_line(run("seed-image", "--pattern", "og_beat", "-o", tmp_path / "seed.gif"))
     assert "unsupported image format" in line
     not_audio = tmp_path / "loop.wav"
     not_audio.write_text("hello")
-    assert "not a readable audio file" in error_line(
+    assert "not a readable audio file" in single_error_line(
         run("seed-image", "--from", not_audio, "-o", tmp_path / "seed.png")
     )
     silent = tmp_path / "silent.wav"
     Audio(np.zeros((1, 44100 * 3), dtype=np.float32), 44100).save(silent)
-    assert "no onsets" in error_line(run("seed-image", "--from", silent, "-o", tmp_path / "s.png"))
+    line = single_error_line(run("seed-image", "--from", silent, "-o", tmp_path / "s.png"))
+    assert "no onsets" in line
     blip = tmp_path / "blip.wav"
     Audio(np.ones((1, 4410), dtype=np.float32) * 0.1, 44100).save(blip)
-    line = error_line(run("seed-image", "--from", blip, "--bpm", 120, "-o", tmp_path / "s.png"))
+    line = single_error_line(
+        run("seed-image", "--from", blip, "--bpm", 120, "-o", tmp_path / "s.png")
+    )
     assert "shorter than one beat" in line
     loop = tmp_path / "loop.wav"
     render_loop(seed_request("og_beat", bars=1)).save(loop)
-    line = error_line(
+    line = single_error_line(
         run("seed-image", "--from", loop, "--beats-per-bar", 0, "-o", tmp_path / "x.png")
     )
     assert "at least one beat" in line
-    line = error_line(run("seeds", "--seed-images", tmp_path / "nope"))
+    line = single_error_line(run("seeds", "--seed-images", tmp_path / "nope"))
     assert "no such seed images folder" in line

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,28 +37,17 @@ from server_support import (
     write_seed_images,
 )
 
+from riffusion import InferenceInput, PromptInput
 from riffusion.audio import Audio
 from riffusion.errors import RiffusionError
+from riffusion.seeds import load_mask_image, load_seed_image
 from riffusion.server.app import create_app
 from riffusion.server.limits import MAX_PROMPT_CHARS
 from riffusion.server.schemas import InferenceInputModel
+from riffusion.server.worker import JPEG_QUALITY
 
 JPEG_PREFIX = "data:image/jpeg;base64,"
 MP3_PREFIX = "data:audio/mpeg;base64,"
-
-
-@pytest.fixture(scope="module")
-def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_seed_images(tmp_path_factory.mktemp("server") / "seeds")
-
-
-@pytest.fixture(scope="module")
-def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
-    """A server with the tiny model loaded."""
-    app = create_app(config(seed_images), loader=ready_loader(tiny_pipeline))
-    with TestClient(app) as client:
-        app.state.model.wait(30)
-        yield client
 
 
 def decode_data_url(url: str, prefix: str) -> bytes:
@@ -93,12 +81,34 @@ def test_original_json_in_original_json_out(client: TestClient, path: str) -> No
     assert len(samples) / sample_rate == pytest.approx(expected_s, abs=0.03)
 
 
-def test_mask_and_defaults(client: TestClient) -> None:
+def jpeg_pixels(image: Image.Image) -> np.ndarray:
+    """image as the server sends it (JPEG at the worker's quality), decoded."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return np.asarray(Image.open(buffer))
+
+
+def test_mask_and_defaults(client: TestClient, seed_images: Path, tiny_pipeline: Any) -> None:
     body = inference_json(mask_image_id=TINY_MASK_ID)
     for prompt in (body["start"], body["end"]):
         del prompt["denoising"], prompt["guidance"]
     response = client.post("/run_inference/", json=body)
     assert response.status_code == 200, response.text
+    received = Image.open(io.BytesIO(decode_data_url(response.json()["image"], JPEG_PREFIX)))
+
+    # The clip is the pipeline's for the original app's defaults (denoising 0.75, guidance 7)
+    # with the mask drawn for the seed.
+    seed = load_seed_image(TINY_SEED_ID, seed_images)
+    mask = load_mask_image(TINY_MASK_ID, seed_images, like=seed)
+    inputs = InferenceInput(
+        PromptInput("church bells", seed=42, denoising=0.75, guidance=7.0),
+        PromptInput("jazz with piano", seed=123, denoising=0.75, guidance=7.0),
+        alpha=0.5,
+        num_inference_steps=2,
+    )
+    expected = jpeg_pixels(tiny_pipeline.riffuse(inputs, seed, mask))
+    assert np.array_equal(np.asarray(received), expected)
+    assert not np.array_equal(expected, jpeg_pixels(tiny_pipeline.riffuse(inputs, seed)))
 
 
 def test_same_request_gives_same_clip(client: TestClient) -> None:
@@ -447,6 +457,7 @@ def test_client_that_goes_away_has_its_queued_work_dropped(
 # --- `riffusion serve` as a process -----------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh interpreter that starts the server, loads the model and generates
 def test_riffusion_serve_over_real_http(seed_images: Path, tiny_checkpoint: Path) -> None:
     port = free_port()
     command = [

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from server_support import (
     GatedLoader,
     config,
     live_server,
-    ready_loader,
     write_seed_images,
 )
 from starlette.testclient import WebSocketTestSession
@@ -71,14 +69,6 @@ def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exif[int(TempoTag.BEATS_PER_BAR)] = 1
     image.save(folder / f"{TEMPO_SEED_ID}.png", exif=exif)
     return folder
-
-
-@pytest.fixture(scope="module")
-def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
-    app = create_app(config(seed_images), loader=ready_loader(tiny_pipeline))
-    with TestClient(app) as client:
-        app.state.model.wait(30)
-        yield client
 
 
 def receive(socket: WebSocketTestSession, kind: str) -> dict[str, Any]:
