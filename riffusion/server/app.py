@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import HTTPException
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
@@ -30,6 +30,7 @@ from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.server.http_errors import COMMON_ERRORS, add_error_handlers
 from riffusion.server.http_middleware import BodyLimit, HeadAsGet, JsonBodies
+from riffusion.server.inference_response import inference_response
 from riffusion.server.jam_socket import JamSession
 from riffusion.server.library import SeedLibrary, UnknownId
 from riffusion.server.limits import DEFAULT_MAX_BODY_BYTES
@@ -48,13 +49,11 @@ from riffusion.server.schemas import (
 from riffusion.server.studio import studio_router
 from riffusion.server.worker import (
     AUTO,
-    CLIENT_CLOSED_REQUEST,
     REQUESTED_STEPS_HEADER,
     STEPS_HEADER,
     InferenceWorker,
     MaxBatch,
     resolve_max_batch,
-    result_unless_disconnected,
 )
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -225,14 +224,7 @@ def create_app(
         init_image, mask = await run_in_threadpool(
             library.images, inputs.seed_image_id, inputs.mask_image_id
         )
-        job = worker.submit(inputs, init_image, mask)
-        rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
-        if rendered is None:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        output = InferenceOutputModel(
-            image=rendered.image_url, audio=rendered.audio_url, duration_s=rendered.duration_s
-        )
-        return JSONResponse(output.model_dump(mode="json"), headers=job.steps_headers)
+        return await inference_response(worker, inputs, init_image, mask, request)
 
     for path in ("/run_inference/", "/run_inference"):
         app.add_api_route(
