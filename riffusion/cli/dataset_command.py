@@ -111,7 +111,7 @@ def dataset(
 
     if dry_run:
         for plan in plans:
-            report(_plan_line(plan, f"{len(plan.clip_names)} clips"))
+            report(_plan_line(plan, _count(len(plan.clip_names), "clip")))
         for skip in skipped:
             report(f"{skip.relative_name}: skipped: {skip.reason}", "red")
         clips = sum(len(plan.clip_names) for plan in plans)
@@ -129,7 +129,7 @@ def dataset(
     for plan in plans:
         if plan.relative_name not in pending_names:
             done = finished[plan.relative_name]
-            report(_plan_line(plan, f"{len(done.rows)} clips, done in an earlier run"))
+            report(_plan_line(plan, f"{_count(len(done.rows), 'clip')}, done in an earlier run"))
     for skip in skipped:
         report(f"{skip.relative_name}: skipped: {skip.reason}", "red")
 
@@ -153,7 +153,7 @@ def dataset(
                     continue
                 finished[outcome.plan.relative_name] = append_journal(dataset_dir, outcome)
                 silent = f", {outcome.silent} silent left out" if outcome.silent else ""
-                report(_plan_line(outcome.plan, f"{len(outcome.rows)} clips{silent}"))
+                report(_plan_line(outcome.plan, _count(len(outcome.rows), "clip") + silent))
     except KeyboardInterrupt:
         write_dataset_metadata(dataset_dir, finished)
         click.echo(
@@ -172,6 +172,10 @@ def _plan_line(plan: TrackPlan, what: str) -> str:
     )
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _hours(clips: int, settings: DatasetSettings) -> float:
     return clips * settings.clip_seconds / 3600.0
 
@@ -186,16 +190,14 @@ def _summary(
     silent = sum(track.silent for track in finished.values())
     sources = caption_source_counts([track.caption_source for track in finished.values()])
     lines = [
-        f"Dataset {dataset_dir}: {len(finished)} tracks, {clips} clips "
+        f"Dataset {dataset_dir}: {_count(len(finished), 'track')}, {_count(clips, 'clip')} "
         f"({_hours(clips, settings):.2f} h of audio).",
         "Captions: "
-        + ", ".join(f"{count} from {source}" for source, count in sources.items())
-        + "."
-        if sources
-        else "Captions: none.",
+        + (", ".join(f"{count} from {source}" for source, count in sources.items()) or "none")
+        + ".",
     ]
-    skips = [f"{silent} silent clips"] if silent else []
+    skips = [_count(silent, "silent clip")] if silent else []
     reasons = Counter(skip.reason.split(" (")[0] for skip in skipped)
-    skips += [f"{count} files {reason}" for reason, count in reasons.items()]
+    skips += [f"{_count(count, 'file')} {reason}" for reason, count in reasons.items()]
     lines.append("Skipped: " + ("; ".join(skips) if skips else "nothing") + ".")
     return "\n".join(lines)

@@ -55,6 +55,29 @@ def add_trainable_weights(
         )
 
 
+def check_text_encoder_lora_support() -> None:
+    """Refuse --train-text-encoder where transformers cannot hold a LoRA on CLIP: its peft
+    integration (which diffusers also loads text-encoder LoRAs with) needs a newer peft than
+    some installs have, and the LoRA would then load nowhere.
+
+    Raises:
+        RiffusionError: naming the versions.
+    """
+    from importlib.metadata import version
+
+    from packaging.version import Version
+    from transformers.integrations import peft as transformers_peft
+
+    needed = getattr(transformers_peft, "MIN_PEFT_VERSION", "0")
+    installed = version("peft")
+    if Version(installed) < Version(needed):
+        raise RiffusionError(
+            f"--train-text-encoder needs peft >= {needed} with the installed transformers "
+            f"(peft {installed} is installed; a text-encoder LoRA could not be loaded either): "
+            "upgrade peft, or train the UNet's LoRA alone"
+        )
+
+
 def trained_modules(
     unet: UNet2DConditionModel, text_encoder: CLIPTextModel, settings: TrainSettings
 ) -> dict[str, torch.nn.Module]:

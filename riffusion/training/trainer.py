@@ -31,6 +31,7 @@ from riffusion.interrupts import interrupts_held
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.training.adapters import (
     add_trainable_weights,
+    check_text_encoder_lora_support,
     load_trainable_state,
     save_lora,
     trainable_state,
@@ -118,6 +119,8 @@ def check_job(job: TrainingJob) -> tuple[list[TrainingExample], DatasetSummary, 
             f"float16 training needs a CUDA GPU; on {device.type} use --dtype bfloat16 or float32"
         )
     # The format of every riffusion pipeline's images (RiffusionPipeline.spectrogram_params).
+    if job.settings.train_text_encoder:
+        check_text_encoder_lora_support()
     params = SpectrogramParams()
     examples, summary = load_examples(job.dataset_dir, params, job.settings.width)
     run = RunFolder(job.run_dir)
@@ -176,10 +179,10 @@ class _Trainer:
             processes=accelerator.num_processes,
         )
         self.drawer = drawer
+        self._check_memory(start_step)
         if self.main:
             self.run_folder.write_record(record)
             self.run_folder.start_loss_log(start_step)
-        self._check_memory(start_step)
         prompts = tuple(record["validation_prompts"])
         if start_step == 0 and settings.validation_every:
             self._validate(0, prompts)
