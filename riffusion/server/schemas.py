@@ -33,6 +33,15 @@ Steps = Annotated[
 ]
 Prompt = Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)]
 ImageId = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_ID_CHARS)]
+LoraId = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="a LoRA id from GET /api/loras; absent or null: the model alone",
+    ),
+]
 AlphaVelocity = Annotated[
     float, Field(strict=True, gt=0.0, le=1.0, description="alpha step per clip")
 ]
@@ -83,6 +92,7 @@ class InferenceInputModel(_Request):
     mask_image_id: ImageId | None = None
     start: PromptInputModel
     end: PromptInputModel
+    lora: LoraId | None = None
 
     def to_inference_input(self) -> InferenceInput:
         return InferenceInput(
@@ -92,6 +102,7 @@ class InferenceInputModel(_Request):
             num_inference_steps=self.num_inference_steps,
             seed_image_id=self.seed_image_id,
             mask_image_id=self.mask_image_id,
+            lora=self.lora,
         )
 
     @classmethod
@@ -103,6 +114,7 @@ class InferenceInputModel(_Request):
             mask_image_id=inputs.mask_image_id,
             start=PromptInputModel.from_prompt_input(inputs.start),
             end=PromptInputModel.from_prompt_input(inputs.end),
+            lora=inputs.lora,
         )
 
 
@@ -208,14 +220,15 @@ class JamSettingsModel(_Request):
     mask_image_id: ImageId | None = None
     alpha_velocity: AlphaVelocity | None = None
     seed: Seed | None = None
+    lora: LoraId | None = None
 
     def changes(self) -> dict[str, Any]:
-        """The fields the client sent. mask_image_id may be sent as null (no mask); a null
-        elsewhere means the same as leaving the field out."""
+        """The fields the client sent. mask_image_id and lora may be sent as null (no mask, no
+        LoRA); a null elsewhere means the same as leaving the field out."""
         return {
             name: getattr(self, name)
             for name in self.model_fields_set
-            if getattr(self, name) is not None or name == "mask_image_id"
+            if getattr(self, name) is not None or name in ("mask_image_id", "lora")
         }
 
 
@@ -292,3 +305,9 @@ class StatusMessage(BaseModel):
 class ErrorMessage(BaseModel):
     type: Literal["error"] = "error"
     message: str
+
+
+class LoraListModel(BaseModel):
+    """The LoRAs (trained styles) a request or a jam may choose by id."""
+
+    loras: list[str] = Field(description="ids for the lora field; `serve --lora NAME=PATH`")
