@@ -402,7 +402,7 @@ def test_not_enough_memory_says_what_to_lower(
 
     monkeypatch.setattr(trainer, "available_bytes", lambda device: 1024)
     out = tmp_path / "run"
-    result = train(four_clips, out, tiny_checkpoint, "--batch-size", 4, "--rank", 4)
+    result = train(four_clips, out, tiny_checkpoint, "--batch-size", 4, "--steps", 1)
     one_line_error(result, "not enough memory for --batch-size 4")
     assert "lower --batch-size (to 2 with --gradient-accumulation-steps 2" in result.stderr
     assert not out.exists() or not any(out.iterdir())
