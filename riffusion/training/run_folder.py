@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,7 @@ class RunFolder:
         trainable: dict[str, torch.Tensor],
         optimizer_state: dict[str, Any],
         state: dict[str, Any],
-        write_extra: Any = None,
+        write_extra: Callable[[Path], None] | None = None,
     ) -> Path:
         """Write checkpoints/step-N whole or not at all (a folder renamed into place).
 
