@@ -15,6 +15,7 @@ from riffusion.devices import AUTO
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.diffusion.named_loras import check_lora_name
 from riffusion.errors import RiffusionError
+from riffusion.server.limits import DEFAULT_MAX_BODY_BYTES, MAX_STEPS
 from riffusion.spectrogram.reconstruction import Quality
 
 
@@ -42,6 +43,20 @@ from riffusion.spectrogram.reconstruction import Quality
     metavar="auto|N",
     help="Concurrent requests that may share one UNet call; auto: 4 on CUDA, 2 on CPUs, else 1.",
 )
+@click.option(
+    "--max-steps",
+    type=click.IntRange(1, MAX_STEPS),
+    help="Most diffusion steps a clip may run; requests for more run this many (the response "
+    "says so). Keeps clips within a client's timeout on slow hardware. Default: no limit.",
+)
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULT_MAX_BODY_BYTES / 2**20,
+    show_default=True,
+    help="Largest request body taken, in MB (2**20 bytes); larger ones answer 413 unread. The "
+    "default fits the largest studio upload.",
+)
 @quality_option
 def serve(
     host: str,
@@ -50,6 +65,8 @@ def serve(
     seed_images: Path | None,
     queue_capacity: int,
     max_batch: str,
+    max_steps: int | None,
+    max_body_mb: float,
     quality: Quality,
 ) -> None:
     """Serve the web app at http://HOST:PORT/ and the API (docs at /docs).
@@ -83,6 +100,8 @@ def serve(
         queue_capacity=queue_capacity,
         max_batch=batch_setting,
         quality=quality,
+        max_steps=max_steps,
+        max_body_bytes=round(max_body_mb * 2**20),
     )
     app = create_app(config)
     click.echo(f"Riffusion on http://{host}:{port}/ (API docs at /docs)", err=True)

@@ -10,6 +10,7 @@ import math
 import secrets
 from dataclasses import dataclass
 
+from riffusion.diffusion.prompt_weights import parse_weighted_prompt
 from riffusion.errors import RiffusionError
 
 #: Seeds are torch generator seeds: 0 to 2**64 - 1.
@@ -24,8 +25,9 @@ class PromptInput:
     """One end of an interpolation: what to generate and how strongly.
 
     Attributes:
-        prompt: text prompt; weights such as ``(piano:1.3)`` and ``[noise]`` are understood, and
-            prompts longer than CLIP's 77 tokens are encoded in chunks.
+        prompt: text prompt; weights such as ``(piano:1.3)`` and ``[noise]`` are understood
+            (within the limits of ``prompt_weights``), and prompts longer than CLIP's 77 tokens
+            are encoded in chunks.
         seed: random seed of the diffusion noise, 0 to 2**64 - 1.
         negative_prompt: what to steer away from (replaces the empty prompt of classifier-free
             guidance); None for none.
@@ -47,6 +49,9 @@ class PromptInput:
             raise RiffusionError(
                 f"negative prompt must be text, got {type(self.negative_prompt).__name__}"
             )
+        for name, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            if text is not None:
+                check_prompt_weights(name, text)
         check_seed("seed", self.seed)
         check_number("denoising", self.denoising, 0.0, 1.0)
         check_number("guidance", self.guidance, 0.0, math.inf)
@@ -87,6 +92,15 @@ class InferenceInput:
 def random_seed() -> int:
     """A seed drawn at random below RANDOM_SEED_LIMIT, for callers that were given none."""
     return secrets.randbelow(RANDOM_SEED_LIMIT)
+
+
+def check_prompt_weights(name: str, text: str) -> None:
+    """RiffusionError naming name when text's weights or nesting are beyond prompt_weights'
+    limits."""
+    try:
+        parse_weighted_prompt(text)
+    except RiffusionError as error:
+        raise RiffusionError(f"{name}: {error}") from None
 
 
 def check_number(name: str, value: float, low: float, high: float) -> None:

@@ -1,0 +1,64 @@
+"""Hostile inputs to the server that the readers and prompt parser must stop: an image whose
+MAX_VALUE overflows (it aborted the whole server in the MP3 encoder) and prompt weights that turn
+the embeddings to NaN (a black image and full-scale noise, answered 200)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from server_support import config, inference_json, ready_loader, write_seed_images
+
+from riffusion.server.app import create_app
+from riffusion.spectrogram.params import ExifTag
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, tiny_pipeline: Any) -> Iterator[TestClient]:
+    seeds = write_seed_images(tmp_path_factory.mktemp("hostile") / "seeds")
+    app = create_app(config(seeds), loader=ready_loader(tiny_pipeline))
+    with TestClient(app) as client:
+        app.state.model.wait(30)
+        yield client
+
+
+@pytest.mark.parametrize("max_value", [1e38, 1e308])
+def test_an_image_with_an_overflowing_max_value_answers_400(
+    client: TestClient, max_value: float
+) -> None:
+    image = Image.new("L", (128, 512), 128)
+    exif = image.getexif()
+    exif[int(ExifTag.MAX_VALUE)] = max_value
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    response = client.post("/api/image_to_audio", json={"image": url})
+    assert response.status_code == 400, response.text
+    assert (
+        "EXIF tag 11080 (MAX_VALUE) must be a number from 0 to 1e+15"
+        in (response.json()["message"])
+    )
+    # Still serving.
+    assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ("(a:10000000000000000)", "weight 1e+16 of 'a' is out of range"),
+        ("(" * 499 + "a" + ")" * 499, "brackets nest 499 deep"),
+    ],
+)
+def test_prompt_weights_beyond_the_limits_answer_400(
+    client: TestClient, prompt: str, message: str
+) -> None:
+    body = inference_json()
+    body["start"]["prompt"] = prompt
+    response = client.post("/run_inference/", json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["message"]
