@@ -85,6 +85,7 @@ def losses(run_dir: Path) -> list[float]:
     return [float(line.split(",")[1]) for line in lines]
 
 
+@pytest.mark.slow
 def test_a_run_overfits_four_clips(four_clips: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = train(
@@ -248,6 +249,7 @@ def test_resume_from_a_mid_run_checkpoint_is_bit_identical(
         assert all(torch.equal(state[key], other[key]) for key in state)
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_resumable_checkpoint(
     four_clips: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -293,6 +295,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_accelerate_launch_runs_two_cpu_processes(
     four_clips: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
