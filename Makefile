@@ -29,6 +29,7 @@ serve: setup
 
 lint: setup
 	$(BIN)/ruff check riffusion tests bench
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/pytest -q

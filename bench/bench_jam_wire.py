@@ -12,7 +12,7 @@ does, concatenates the decoded pieces and compares them with the stream:
     SNR            of the decoded concatenation against the stream, dB
     edge error     largest error within 2 ms of a boundary over the 99.9th percentile of the
                    error elsewhere: how much worse the codec is where a piece starts or ends
-    join figure    riffusion.render.metrics.join_artefacts of the decoded concatenation at the
+    join figure    riffusion.testing.join_metrics.join_artefacts of the decoded concatenation at the
                    boundaries (12 kHz high-pass, dB over the median elsewhere), mean and worst: a
                    click or jump at a boundary raises it. The stream's own figure (float, never
                    encoded) is the first row; 16-bit PCM adds its noise floor, which lifts the
@@ -35,10 +35,10 @@ from playwright.sync_api import sync_playwright
 
 from riffusion.audio import Audio
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
-from riffusion.render.metrics import join_artefacts
 from riffusion.seeds import load_seed_image
 from riffusion.server.jam_audio import JamAudioStream
 from riffusion.spectrogram.params import SpectrogramParams
+from riffusion.testing.join_metrics import join_artefacts
 
 FORMATS = ("mp3", "ogg", "flac", "wav")
 SEEDS = ("og_beat", "four_on_the_floor", "bossa", "ambient_pad")

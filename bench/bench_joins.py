@@ -21,10 +21,10 @@ concatenation (each loop reconstructed as a loop on its own, back to back), all 
 same two places per join: the loop boundary (where concatenation joins, and where stitch's
 crossfade ends on the loop's first column) and the middle of stitch's crossfade, 0.1 s before it.
 
-Figures (see riffusion.render.metrics): the boundary artefact figure at 12 kHz (energy above the
-spectrogram's 10 kHz top, where only discontinuities put any) and at 4 kHz (in the music's band);
-for real music also the log-spectral distance of the mel spectrogram from the original's, around
-the joins and elsewhere, and the level step at the joins.
+Figures (see riffusion.testing.join_metrics): the boundary artefact figure at 12 kHz (energy
+above the spectrogram's 10 kHz top, where only discontinuities put any) and at 4 kHz (in the
+music's band); for real music also the log-spectral distance of the mel spectrogram from the
+original's, around the joins and elsewhere, and the level step at the joins.
 
     .venv/bin/python bench/bench_joins.py [--reference PATH] [--width 64] [--overlap 20]
         [--skip-real] [--skip-pipeline] [--seeds og_beat,swing] [--loops 6]
@@ -54,14 +54,14 @@ from riffusion.render.longform import (
     plan_jam,
     plan_riff,
 )
-from riffusion.render.metrics import (
+from riffusion.seeds import list_seeds, load_seed_image
+from riffusion.spectrogram.params import SpectrogramParams
+from riffusion.testing.join_metrics import (
     join_artefacts,
     looped_concatenation,
     plain_concatenation,
     uncut_reconstruction,
 )
-from riffusion.seeds import list_seeds, load_seed_image
-from riffusion.spectrogram.params import SpectrogramParams
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "riffusion-reference" / "clip.wav"
 # Columns either side of a join counted as "around" it for the spectral distance.

@@ -37,7 +37,7 @@ def add_sd15_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
 def random_preset_weights(checkpoint: Path, size: str) -> PresetWeights:
     """Stand-ins for the realtime preset's LCM-LoRA and TAESD, of their real sizes for "sd15",
     kept beside checkpoint (written first if not there)."""
-    from riffusion.testing_presets import make_lcm_lora, make_tiny_vae
+    from riffusion.testing.presets import make_lcm_lora, make_tiny_vae
 
     lcm_lora = checkpoint / "lcm-lora" / "pytorch_lora_weights.safetensors"
     tiny_vae = checkpoint / "taesd"

@@ -2,11 +2,17 @@
 
 Reading and writing go through soundfile, whose wheels bundle libsndfile with WAV, FLAC, OGG/Vorbis
 and MP3 support, so no ffmpeg is needed. Resampling is polyphase filtering from scipy.
+
+The encoders are native code that a bad sample can crash (LAME aborts the process on NaN, libvorbis
+segfaults above 200 kHz), so to_bytes hands them only what they take: it refuses NaN and infinite
+samples, clips the rest to [-1, 1], and resamples to a rate the format supports.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,8 +21,8 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
-from riffusion.atomic_files import write_atomically
-from riffusion.errors import RiffusionError
+from riffusion.atomic_files import cannot_write, write_atomically
+from riffusion.errors import RiffusionError, RiffusionWarning
 
 # File extension -> (soundfile format, subtype). None lets libsndfile choose its default subtype.
 FORMATS: dict[str, tuple[str, str | None]] = {
@@ -28,6 +34,26 @@ FORMATS: dict[str, tuple[str, str | None]] = {
 
 # MP3 only exists at these rates (MPEG-1, -2 and -2.5 layer III).
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+# Highest rates the other encoders take, Hz: FLAC's format limit, and the highest standard rate
+# below the 200 kHz above which libvorbis crashes; higher rates are resampled down to these.
+MAX_ENCODED_SAMPLE_RATES = {"flac": 655_350, "ogg": 192_000}
+# Most channels each encoder takes (libvorbis crashes on more than 255); libsndfile's WAV writer
+# takes up to 1024 and refuses more without harm.
+MAX_ENCODED_CHANNELS = {"mp3": 2, "flac": 8, "ogg": 255}
+
+#: Sample rates a file may have to be read, Hz: from below telephone quality to the highest rate
+#: audio interfaces record at. Outside them a file is more likely damaged than real, and
+#: resampling it would cost far more than it is worth.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+
+# A file is called cut short when it decodes this fraction or more below the length its header
+# announces; MP3 lengths without a Xing/LAME header are estimates, so small differences are normal.
+_SHORTFALL_TOLERANCE = 0.01
+# Samples decoded at a time: memory follows the audio actually present, not a header's claim.
+_BLOCK_SAMPLES = 2**18
+# libsndfile's error codes for data it cannot make sense of; its texts for them can mislead
+# ("File does not exist or is not a regular file" for an MP3 without a single valid frame).
+_UNDECODABLE = {1: "format not recognised", 7: "no decodable audio found"}
 
 
 def format_for_extension(name: str) -> str:
@@ -125,19 +151,29 @@ class Audio:
         return Audio(self.samples * gain, self.sample_rate)
 
     @classmethod
-    def load(cls, path: str | Path) -> Audio:
-        """Read any file libsndfile understands (WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...)."""
+    def load(cls, path: str | Path, max_duration_s: float | None = None) -> Audio:
+        """Read any file libsndfile understands (WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...).
+
+        A file that decodes to noticeably less than its header announces (an MP3 cut short) is
+        read as far as it goes, with a RiffusionWarning saying so; a WAV cut short is refused.
+        max_duration_s, when given, refuses a longer file as soon as its header or its decoding
+        shows it, without decoding the rest (a small file of compressed silence can decode to
+        gigabytes).
+
+        Raises:
+            RiffusionError: the file is missing, not a regular file, empty, not decodable audio,
+                a truncated WAV, holds no frames or non-finite samples, has a sample rate
+                outside MIN_SAMPLE_RATE to MAX_SAMPLE_RATE, or lasts more than max_duration_s.
+        """
         path = Path(path)
         if not path.exists():
             raise RiffusionError(f"{path}: no such file")
         if path.is_dir():
             raise RiffusionError(f"{path}: is a directory, not an audio file")
+        if not path.is_file():
+            raise RiffusionError(f"{path}: not a regular file")
         if path.stat().st_size == 0:
             raise RiffusionError(f"{path}: file is empty")
-        try:
-            data, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-            raise RiffusionError(f"{path}: not a readable audio file ({error})") from None
         # libsndfile quietly reads what is left of a cut-off WAV; refuse rather than use a fragment.
         shortfall = _wav_data_shortfall(path)
         if shortfall is not None:
@@ -146,10 +182,38 @@ class Audio:
                 f"{path}: file is truncated: its header declares {declared} bytes of audio data, "
                 f"but only {present} are present"
             )
+        try:
+            with soundfile.SoundFile(path) as file:
+                sample_rate, announced = file.samplerate, file.frames
+                if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+                    raise RiffusionError(
+                        f"{path}: sample rate {sample_rate} Hz is outside the "
+                        f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz that can be read"
+                    )
+                max_frames = None
+                if max_duration_s is not None:
+                    max_frames = math.floor(max_duration_s * sample_rate)
+                    if announced > max_frames:
+                        raise _too_long(path, max_duration_s)
+                data = _read_blocks(file, max_frames)
+                if data is None:
+                    raise _too_long(path, max_duration_s)
+        except soundfile.LibsndfileError as error:
+            reason = _UNDECODABLE.get(error.code) or error.error_string.rstrip(".")
+            raise RiffusionError(f"{path}: not a readable audio file ({reason})") from None
+        except (RuntimeError, TypeError) as error:
+            raise RiffusionError(f"{path}: not a readable audio file ({error})") from None
         if data.shape[0] == 0:
             raise RiffusionError(f"{path}: contains no audio frames")
         if not np.isfinite(data).all():
             raise RiffusionError(f"{path}: contains NaN or infinite samples")
+        if announced - data.shape[0] > _SHORTFALL_TOLERANCE * announced:
+            warnings.warn(
+                f"{path} seems cut short: its header announces {announced / sample_rate:.2f} s, "
+                f"but only {data.shape[0] / sample_rate:.2f} s could be decoded; using that",
+                RiffusionWarning,
+                stacklevel=2,
+            )
         return cls(data.T, sample_rate)
 
     def save(self, path: str | Path, overwrite: bool = True) -> Path:
@@ -157,7 +221,7 @@ class Audio:
 
         The file is written beside path under a temporary name and renamed into place, so path
         holds its old content or the whole new file, never part of one, however the writing
-        stops (a full disk, Ctrl-C, a crash).
+        stops (a full disk, Ctrl-C, a crash). What is written is what to_bytes encodes.
         """
         path = Path(path)
         if path.exists() and not overwrite:
@@ -166,23 +230,77 @@ class Audio:
         try:
             return write_atomically(path, lambda temporary: temporary.write_bytes(data))
         except OSError as error:
-            raise RiffusionError(f"{path}: cannot write ({error.strerror or error})") from None
+            raise cannot_write(path, error) from None
 
     def to_bytes(self, format: str = "wav") -> bytes:
-        """The encoded file as bytes, format one of 'wav', 'flac', 'ogg', 'mp3'."""
+        """The encoded file as bytes, format one of 'wav', 'flac', 'ogg', 'mp3'.
+
+        Samples beyond [-1, 1] are clipped to it (hard clipping, as any fixed-point format
+        would); NaN or infinite samples are refused. The audio is resampled where the format
+        does not take its rate: MP3 to the nearest of MP3_SAMPLE_RATES, FLAC and Ogg Vorbis
+        down to their MAX_ENCODED_SAMPLE_RATES.
+
+        Raises:
+            RiffusionError: NaN or infinite samples; more channels than the format holds
+                (MAX_ENCODED_CHANNELS); audio the encoder refuses.
+        """
         key = format_for_extension(format)
         sf_format, subtype = FORMATS[key]
-        audio = self
-        if key == "mp3":
-            if self.num_channels > 2:
-                raise RiffusionError("MP3 holds at most two channels; mix down first")
-            if self.sample_rate not in MP3_SAMPLE_RATES:
-                nearest = min(MP3_SAMPLE_RATES, key=lambda rate: abs(rate - self.sample_rate))
-                audio = self.resample(nearest)
+        if not np.isfinite(self.samples).all():
+            raise RiffusionError("the audio has NaN or infinite samples; it cannot be encoded")
+        max_channels = MAX_ENCODED_CHANNELS.get(key)
+        if max_channels is not None and self.num_channels > max_channels:
+            raise RiffusionError(
+                f"{key} holds at most {max_channels} channels, the audio has "
+                f"{self.num_channels}; mix down first"
+            )
+        audio = self.resample(_encodable_rate(key, self.sample_rate))
         buffer = io.BytesIO()
         samples = np.clip(audio.samples, -1.0, 1.0).T
-        soundfile.write(buffer, samples, audio.sample_rate, format=sf_format, subtype=subtype)
+        try:
+            soundfile.write(buffer, samples, audio.sample_rate, format=sf_format, subtype=subtype)
+        except soundfile.LibsndfileError as error:
+            raise RiffusionError(
+                f"cannot encode {key} ({error.error_string.rstrip('.')})"
+            ) from None
         return buffer.getvalue()
+
+
+def _encodable_rate(key: str, sample_rate: int) -> int:
+    """The rate, Hz, at which format key encodes audio of sample_rate."""
+    if key == "mp3":
+        return min(MP3_SAMPLE_RATES, key=lambda rate: abs(rate - sample_rate))
+    return min(sample_rate, MAX_ENCODED_SAMPLE_RATES.get(key, sample_rate))
+
+
+def _read_blocks(file: soundfile.SoundFile, max_frames: int | None = None) -> np.ndarray | None:
+    """The rest of file as float32 (frames, channels), read in blocks until the data ends; None
+    as soon as more than max_frames frames have been read.
+
+    soundfile.read would allocate the frame count the header announces up front, which a damaged
+    or hostile header sets to billions.
+    """
+    block_frames = max(1, _BLOCK_SAMPLES // file.channels)
+    blocks = []
+    frames = 0
+    while len(block := file.read(block_frames, dtype="float32", always_2d=True)):
+        blocks.append(block)
+        frames += len(block)
+        if max_frames is not None and frames > max_frames:
+            return None
+    if not blocks:
+        return np.zeros((0, file.channels), dtype=np.float32)
+    return np.concatenate(blocks)
+
+
+class AudioTooLongError(RiffusionError):
+    """An audio file longer than the max_duration_s it was loaded with."""
+
+
+def _too_long(path: Path, max_duration_s: float | None) -> AudioTooLongError:
+    return AudioTooLongError(
+        f"{path}: longer than {max_duration_s:g} s, the most that is read here"
+    )
 
 
 def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:

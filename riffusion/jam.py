@@ -62,6 +62,7 @@ class JamSettings:
         mask_image_id: mask over the seed image, or None to repaint everywhere.
         alpha_velocity: how far alpha moves per clip, in (0, 1]; 0.25 gives four clips per sweep.
         preset: how the diffusion runs (riffusion.diffusion.presets).
+        lora: name of a LoRA the server offers (its trained style), or None for the model alone.
     """
 
     denoising: float = 0.75
@@ -71,6 +72,7 @@ class JamSettings:
     mask_image_id: str | None = None
     alpha_velocity: float = 0.25
     preset: PresetName = "quality"
+    lora: str | None = None
 
     def __post_init__(self) -> None:
         check_number("denoising", self.denoising, 0.0, 1.0)
@@ -230,6 +232,7 @@ class JamEngine:
             seed_image_id=settings.seed_image_id,
             mask_image_id=settings.mask_image_id,
             preset=settings.preset,
+            lora=settings.lora,
         )
         clip = JamClip(index=self._index, input=inputs, state=self._state)
 

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 # Tests never touch the network: the Hugging Face Hub is offline for every library that reads
 # this (huggingface_hub reads it once, at import, so it is set before anything imports it).
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Seed images the tests render are cached in a folder of the run's own, not the user's
+# ~/.cache; the commands the tests start inherit it. Tests of the cache set their own.
+os.environ["RIFFUSION_CACHE_DIR"] = tempfile.mkdtemp(prefix="riffusion-test-cache-")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,6 +29,10 @@ def pytest_configure(config: pytest.Config) -> None:
     send real SIGINTs, here and to the commands they start, which inherit the disposition."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shutil.rmtree(os.environ["RIFFUSION_CACHE_DIR"], ignore_errors=True)
 
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "riffusion-reference"
@@ -54,7 +68,7 @@ def tiny_pipeline(tiny_checkpoint: Path):
 @pytest.fixture(scope="session")
 def tiny_lcm_lora(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random LoRA weights in the LCM-LoRA's layout for the tiny checkpoint (a .safetensors)."""
-    from riffusion.testing_presets import make_lcm_lora
+    from riffusion.testing.presets import make_lcm_lora
 
     return make_lcm_lora(tmp_path_factory.mktemp("lcm") / "lcm_lora.safetensors", tiny_checkpoint)
 
@@ -62,7 +76,7 @@ def tiny_lcm_lora(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session")
 def tiny_vae(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small random-weight AutoencoderTiny folder standing in for TAESD."""
-    from riffusion.testing_presets import make_tiny_vae
+    from riffusion.testing.presets import make_tiny_vae
 
     return make_tiny_vae(tmp_path_factory.mktemp("taesd") / "taesd")
 
@@ -83,3 +97,24 @@ def preset_pipeline(tiny_checkpoint: Path, preset_weights):
     return RiffusionPipeline.load_checkpoint(
         tiny_checkpoint, device="cpu", dtype="float32", preset_weights=preset_weights
     )
+@pytest.fixture(scope="module")
+def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server tests' seed images folder (server_support.write_seed_images); a module may
+    override it with a folder of its own."""
+    from server_support import write_seed_images
+
+    return write_seed_images(tmp_path_factory.mktemp("server") / "seeds")
+
+
+@pytest.fixture(scope="module")
+def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
+    """A FastAPI TestClient of the server on seed_images, with the tiny model loaded."""
+    from fastapi.testclient import TestClient
+    from server_support import config, ready_loader
+
+    from riffusion.server.app import create_app
+
+    app = create_app(config(seed_images), loader=ready_loader(tiny_pipeline))
+    with TestClient(app) as test_client:
+        app.state.model.wait(30)
+        yield test_client

@@ -1,12 +1,18 @@
-"""Helpers of the server tests: a small seed folder, loaders, a pipeline held at a gate."""
+"""Helpers of the server tests: a small seed folder, loaders, a pipeline held at a gate, a free
+port, and the app served over real HTTP."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uvicorn
 from PIL import Image
 
 from riffusion.diffusion.model_settings import ModelSettings
@@ -17,6 +23,13 @@ from riffusion.server.model import LoadProgress
 TINY_SEED_ID = "tiny_seed"
 TINY_SEED_SIZE = (64, 512)
 TINY_MASK_ID = "mask_tiny"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def write_seed_images(folder: Path) -> Path:
@@ -102,3 +115,26 @@ class GatedPipeline:
 
     def open(self) -> None:
         self.gate.set()
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """app served by uvicorn on a free port in this process; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

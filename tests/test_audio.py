@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 import soundfile
 
 from riffusion import Audio, RiffusionError
+from riffusion.errors import RiffusionWarning
 
 
 def sine(frequency_hz: float = 440.0, seconds: float = 1.0, rate: int = 44100) -> np.ndarray:
@@ -152,3 +156,128 @@ def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
     reference.write_bytes(b"")
     saved = Audio(np.zeros((1, 441), dtype=np.float32), 44100).save(tmp_path / "saved.wav")
     assert saved.stat().st_mode == reference.stat().st_mode
+
+
+# --- what reaches the encoders, and what the decoders are given --------------------------------
+
+
+def run_apart(code: str) -> subprocess.CompletedProcess[str]:
+    """code in a fresh interpreter: a crash in a native encoder must not take the tests along."""
+    return subprocess.run(
+        [sys.executable, "-c", "import numpy as np\nfrom riffusion import Audio\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("value", ["np.nan", "np.inf", "-np.inf"])
+@pytest.mark.parametrize("extension", ["mp3", "wav"])
+def test_non_finite_samples_are_refused_by_every_encoder(value: str, extension: str) -> None:
+    """NaN made LAME abort the process (`calc_energy: el >= 0`); WAV wrote it as silence."""
+    done = run_apart(
+        "samples = np.zeros((2, 4410), np.float32)\n"
+        f"samples[0, 100] = {value}\n"
+        "try:\n"
+        f"    Audio(samples, 44100).to_bytes({extension!r})\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "the audio has NaN or infinite samples; it cannot be encoded\n"
+
+
+def test_rates_and_channels_the_encoders_crash_on_are_not_handed_to_them() -> None:
+    """libvorbis crashed (SIGSEGV) above 200 kHz and beyond 255 channels."""
+    done = run_apart(
+        "import io, soundfile\n"
+        "ogg = Audio(np.zeros((1, 38400), np.float32), 384000).to_bytes('ogg')\n"
+        "print(soundfile.info(io.BytesIO(ogg)).samplerate)\n"
+        "try:\n"
+        "    Audio(np.zeros((256, 100), np.float32), 44100).to_bytes('ogg')\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "192000",
+        "ogg holds at most 255 channels, the audio has 256; mix down first",
+    ]
+
+
+def test_high_rates_are_resampled_for_formats_that_cannot_hold_them(tmp_path: Path) -> None:
+    audio = Audio(sine(1000.0, 0.1, 384000), 384000)
+    # Ogg Vorbis, which crashed, is tested apart above.
+    for extension, rate in (("flac", 384000), ("mp3", 48000), ("wav", 384000)):
+        saved = Audio.load(audio.save(tmp_path / f"high.{extension}"))
+        assert saved.sample_rate == rate, extension
+
+
+def test_loud_samples_are_clipped_not_refused(tmp_path: Path) -> None:
+    loud = Audio(np.array([[0.5, 3.0, -1e30]], dtype=np.float32), 44100)
+    samples = Audio.load(loud.save(tmp_path / "loud.wav")).samples
+    np.testing.assert_allclose(samples, [[0.5, 32767 / 32768, -1.0]], atol=1 / 32768)
+
+
+def test_a_cut_mp3_is_read_as_far_as_it_goes_with_a_warning(tmp_path: Path) -> None:
+    whole = Audio(sine(seconds=2.0), 44100).save(tmp_path / "whole.mp3").read_bytes()
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.warns(RiffusionWarning, match=r"cut\.mp3 seems cut short: .* announces 2\.00 s"):
+        audio = Audio.load(cut)
+    assert 0.8 < audio.duration_s < 1.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Audio.load(tmp_path / "whole.mp3").duration_s == pytest.approx(2.0)
+
+
+def test_a_header_announcing_billions_of_frames_is_not_believed(tmp_path: Path) -> None:
+    """soundfile.read allocated what the header announced: 256 GiB, a MemoryError."""
+    data = bytearray(Audio(sine(), 44100).to_bytes("flac"))
+    # STREAMINFO's total sample count: the low 4 bits of byte 21 and bytes 22 to 25.
+    data[21] |= 0x0F
+    data[22:26] = b"\xff\xff\xff\xff"
+    path = tmp_path / "liar.flac"
+    path.write_bytes(data)
+    try:
+        audio = Audio.load(path)
+    except RiffusionError as error:
+        assert str(error).startswith(f"{path}: not a readable audio file")
+    else:
+        assert audio.num_frames == 44100
+
+
+@pytest.mark.parametrize("rate", [1, 999, 1_000_000])
+def test_implausible_sample_rates_are_refused(tmp_path: Path, rate: int) -> None:
+    path = tmp_path / "odd.wav"
+    soundfile.write(path, np.zeros(100), rate)
+    with pytest.raises(RiffusionError, match=f"sample rate {rate} Hz is outside the 1000-768000"):
+        Audio.load(path)
+
+
+def test_an_mp3_without_one_whole_frame_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.mp3"
+    path.write_bytes(Audio(sine(), 44100).to_bytes("mp3")[:64])
+    with pytest.raises(RiffusionError) as raised:
+        Audio.load(path)
+    assert str(raised.value) == f"{path}: not a readable audio file (no decodable audio found)"
+
+
+def test_a_duration_bound_refuses_long_files_before_decoding_them(tmp_path) -> None:
+    path = tmp_path / "long.flac"
+    Audio(np.zeros((1, 44100 * 30), dtype=np.float32), 44100).save(path)
+    with pytest.raises(RiffusionError, match="longer than 10 s"):
+        Audio.load(path, max_duration_s=10)
+    assert Audio.load(path, max_duration_s=30).num_frames == 44100 * 30
+
+
+def test_block_reading_stops_past_the_bound(tmp_path) -> None:
+    """For streams whose header announces no (or a wrong) length, the decoding itself stops."""
+    from riffusion.audio import _read_blocks
+
+    path = tmp_path / "long.wav"
+    Audio(np.zeros((1, 44100 * 30), dtype=np.float32), 44100).save(path)
+    with soundfile.SoundFile(path) as file:
+        assert _read_blocks(file, max_frames=44100 * 10) is None
+    with soundfile.SoundFile(path) as file:
+        assert _read_blocks(file, max_frames=44100 * 30).shape == (44100 * 30, 1)

@@ -1,5 +1,6 @@
-"""Batched generation on the tiny checkpoint: RiffusionPipeline.riffuse_batch against separate
-riffuse calls, the inference worker's batching of queued jobs, and `serve --max-batch`."""
+"""Batched generation on the tiny checkpoint: RiffusionPipeline.riffuse_batch against the original
+algorithm and against separate riffuse calls, the inference worker's batching of queued jobs, and
+`serve --max-batch`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import soundfile
 import torch
 from click.testing import CliRunner
+from original_riffusion import original_riffuse
 from PIL import Image
 from server_support import TINY_SEED_ID, write_seed_images
 
@@ -82,23 +84,41 @@ def unet_rows(pipe: RiffusionPipeline) -> Iterator[list[int]]:
 # --- riffuse_batch ------------------------------------------------------------------------------
 
 
-def test_batch_of_one_is_riffuse(pipe) -> None:
-    progress: list[list[tuple[int, int]]] = [[], []]
-    item = request(
-        PromptInput("lofi beat", seed=1, negative_prompt="noise"),
-        PromptInput("church bells", seed=2, guidance=3.0),
-        alpha=0.4,
-        mask_image=left_half_kept(),
-        callback=lambda *step: progress[0].append(step),
-    )
-    (batched,) = pipe.riffuse_batch([item])
-    single = pipe.riffuse(
-        item.inputs, item.init_image, item.mask_image, callback=lambda *s: progress[1].append(s)
-    )
-    assert batched.tobytes() == single.tobytes()
-    assert dict(batched.getexif()) == dict(single.getexif())
-    total = progress[0][0][1]
-    assert progress[0] == progress[1] == [(done, total) for done in range(total + 1)]
+def test_each_request_of_a_batch_gets_what_the_original_gives_it(
+    pipe, unet_rows: list[int]
+) -> None:
+    """Against an independent reference: the original riffusion's riffuse, written out plainly
+    in tests/original_riffusion.py, run for each request on its own."""
+    progress: list[list[tuple[int, int]]] = [[], [], []]
+    items = [
+        request(
+            PromptInput("lofi beat", seed=1, guidance=7.0),
+            PromptInput("church bells", seed=2, guidance=3.0, denoising=0.8),
+            alpha=0.25,  # denoising 0.7625: int(4 * 0.7625) = 3 steps, as 0.75 gives
+            callback=lambda *step: progress[0].append(step),
+        ),
+        request(
+            PromptInput("techno", seed=9, guidance=2.0),
+            PromptInput("house", seed=10, guidance=9.0),
+            alpha=0.6,
+            image=noise_image(1),
+            callback=lambda *step: progress[1].append(step),
+        ),
+        request(
+            PromptInput("ambient pads", seed=3, guidance=5.0),
+            image=noise_image(2),
+            callback=lambda *step: progress[2].append(step),
+        ),
+    ]
+    batched = pipe.riffuse_batch(items, output_type="latent")
+    batched_rows = list(unet_rows)
+    for latents, item in zip(batched, items, strict=True):
+        expected = original_riffuse(pipe, item.inputs, item.init_image)
+        torch.testing.assert_close(latents, expected, rtol=0, atol=LATENT_TOLERANCE)
+    # One UNet call per step for the whole batch, each request reporting every step.
+    total = len(batched_rows)
+    assert total >= 3 and batched_rows == [6] * total
+    assert progress == [[(done, total) for done in range(total + 1)]] * len(items)
 
 
 def test_batch_matches_separate_calls(pipe, unet_rows: list[int]) -> None:

@@ -6,45 +6,34 @@ that audio reconstruction stays quick.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import failed, run, succeeded
+from click.testing import Result
 from PIL import Image
 
 from riffusion import Audio, RiffusionPipeline
 from riffusion.cli.common import EXIT_INTERRUPTED
-from riffusion.cli.main import cli
 from riffusion.spectrogram.params import SpectrogramParams
 
 FAST = ["--steps", "3", "--dtype", "float32", "--device", "cpu"]
 
 
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, ["generate", *(str(arg) for arg in args)])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def failed(result: Result, message: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert lines[-1].startswith("Error: "), result.output
-    assert message in lines[-1]
-    assert "Traceback" not in result.output
+def generate(*args: object) -> Result:
+    """`riffusion generate ARGS...` in-process."""
+    return run("generate", *args)
 
 
 @pytest.fixture(scope="module")
 def generated(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder with out.wav and out.png from one text-to-music run (seed 3, 128 wide)."""
     folder = tmp_path_factory.mktemp("generated")
-    result = run(
+    result = generate(
         "jazz piano",
         "-o",
         folder / "out.wav",
@@ -75,7 +64,7 @@ def test_text_to_music_writes_audio_and_spectrogram(generated: Path) -> None:
 def test_same_seed_same_audio(generated: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     again = tmp_path / "again.wav"
     args = ["jazz piano", "-o", again, "--seed", 3, "--width", 128, "--model", tiny_checkpoint]
-    succeeded(run(*args, *FAST))
+    succeeded(generate(*args, *FAST))
     assert again.read_bytes() == (generated / "out.wav").read_bytes()
 
 
@@ -85,7 +74,7 @@ def test_seed_image_mask_and_options(
     mask = tmp_path / "mask.png"
     Image.new("L", (128, 512), 255).save(mask)
     output = tmp_path / "nested" / "remix.flac"
-    result = run(
+    result = generate(
         "church bells",
         "-o",
         output,
@@ -114,10 +103,10 @@ def test_seed_image_mask_and_options(
 def test_refuses_to_overwrite(generated: Path, tiny_checkpoint: Path) -> None:
     existing = generated / "out.wav"
     before = existing.read_bytes()
-    failed(run("x", "-o", existing, "--model", tiny_checkpoint), "pass --overwrite")
+    failed(generate("x", "-o", existing, "--model", tiny_checkpoint), "pass --overwrite")
     assert existing.read_bytes() == before
     image = generated / "new.png"
-    failed(run("x", "-o", existing, "--image", image, "--model", "none"), "pass --overwrite")
+    failed(generate("x", "-o", existing, "--image", image, "--model", "none"), "pass --overwrite")
     assert not image.exists()
 
 
@@ -125,7 +114,7 @@ def test_overwrite(generated: Path, tiny_checkpoint: Path, tmp_path: Path) -> No
     output = tmp_path / "out.ogg"
     output.write_bytes(b"old")
     args = ["x", "-o", output, "--width", 64, "--model", tiny_checkpoint, "--overwrite", *FAST]
-    succeeded(run(*args))
+    succeeded(generate(*args))
     assert Audio.load(output).duration_s == pytest.approx(0.64, abs=0.01)
 
 
@@ -144,22 +133,24 @@ def test_overwrite(generated: Path, tiny_checkpoint: Path, tmp_path: Path) -> No
         (["--device", "tpu"], "tpu"),
     ],
 )
-def test_bad_parameters(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
     # --model points nowhere: these must fail on their own, before any model loading.
-    os.chdir(tmp_path)
-    failed(run("jazz", "-o", "out.wav", "--model", "./no-model", *args), message)
+    monkeypatch.chdir(tmp_path)
+    failed(generate("jazz", "-o", "out.wav", "--model", "./no-model", *args), message)
 
 
 def test_bad_output_names(tmp_path: Path) -> None:
-    failed(run("x", "-o", tmp_path / "out.txt"), "unsupported audio format 'txt'")
-    failed(run("x", "-o", tmp_path / "o.wav", "--image", tmp_path / "o.gif"), "'gif'")
+    failed(generate("x", "-o", tmp_path / "out.txt"), "unsupported audio format 'txt'")
+    failed(generate("x", "-o", tmp_path / "o.wav", "--image", tmp_path / "o.gif"), "'gif'")
 
 
 def test_seed_image_of_the_wrong_height(tmp_path: Path) -> None:
     image = tmp_path / "small.png"
     Image.new("RGB", (512, 256)).save(image)
     failed(
-        run("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", "./none"),
+        generate("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", "./none"),
         "must be 512 px tall",
     )
 
@@ -168,19 +159,20 @@ def test_seed_image_of_a_bad_width(tiny_checkpoint: Path, tmp_path: Path) -> Non
     image = tmp_path / "odd.png"
     Image.new("RGB", (100, 512)).save(image)
     failed(
-        run("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", tiny_checkpoint),
+        generate("x", "-o", tmp_path / "o.wav", "--seed-image", image, "--model", tiny_checkpoint),
         "a multiple of 64 px wide",
     )
 
 
 def test_missing_model_and_bad_paths(tmp_path: Path) -> None:
     out = tmp_path / "out.wav"
-    failed(run("x", "-o", out, "--cache-dir", tmp_path / "cache"), "--model")
-    failed(run("x", "-o", out, "--model", tmp_path / "nowhere"), "no such file or folder")
-    failed(run("x", "-o", out, "--model", tmp_path), "not a diffusers model folder")
+    failed(generate("x", "-o", out, "--cache-dir", tmp_path / "cache"), "--model")
+    failed(generate("x", "-o", out, "--model", tmp_path / "nowhere"), "no such file or folder")
+    failed(generate("x", "-o", out, "--model", tmp_path), "not a diffusers model folder")
     assert not out.exists()
 
 
+@pytest.mark.slow  # two fresh interpreters, each importing torch and diffusers
 def test_real_process(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """The installed entry point, in a fresh interpreter: output, quiet stderr, exit codes."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -219,7 +211,7 @@ def test_built_in_seed_and_mask_ids_play_at_the_seed_tempo(
     output = tmp_path / "beat.wav"
     image = tmp_path / "beat.png"
     args = ["--seed-image", "og_beat", "--mask", "keep-bottom", "--image", image]
-    succeeded(run("drums", "-o", output, *args, "--model", tiny_checkpoint, *FAST))
+    succeeded(generate("drums", "-o", output, *args, "--model", tiny_checkpoint, *FAST))
     # The result keeps the seed's tempo tags and plays as the seed's loop.
     assert Image.open(image).getexif()[11100] == seed.getexif()[11100]
     assert Audio.load(output).duration_s == pytest.approx(loop_s, abs=0.011)
@@ -231,10 +223,10 @@ def test_seed_images_folder_ids_and_refusals(tiny_checkpoint: Path, tmp_path: Pa
     Image.new("RGB", (128, 512), "white").save(folder / "mine.png")
     output = tmp_path / "mine.wav"
     common = ["--seed-images", folder, "--model", tiny_checkpoint, *FAST]
-    succeeded(run("x", "-o", output, "--seed-image", "mine", *common))
+    succeeded(generate("x", "-o", output, "--seed-image", "mine", *common))
     assert Audio.load(output).duration_s == pytest.approx(1.28, abs=0.01)
-    failed(run("x", "-o", tmp_path / "a.wav", "--seed-image", "nope", *common), "og_beat")
-    failed(run("x", "-o", tmp_path / "b.wav", "--seed-image", "..", *common), "..")
+    failed(generate("x", "-o", tmp_path / "a.wav", "--seed-image", "nope", *common), "og_beat")
+    failed(generate("x", "-o", tmp_path / "b.wav", "--seed-image", "..", *common), "..")
 
 
 def test_ctrl_c_is_one_line_and_status_130(
@@ -245,8 +237,57 @@ def test_ctrl_c_is_one_line_and_status_130(
 
     monkeypatch.setattr(RiffusionPipeline, "txt2img", interrupted_generation)
     output = tmp_path / "never.wav"
-    result = run("jazz", "-o", output, "--width", 128, "--model", tiny_checkpoint, *FAST)
+    result = generate("jazz", "-o", output, "--width", 128, "--model", tiny_checkpoint, *FAST)
     assert result.exit_code == EXIT_INTERRUPTED, result.output
     assert result.output.strip().splitlines()[-1] == "Interrupted."
     assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("ok.wav").write_bytes(b"")
+    nowhere = ["--model", "./no-model"]
+    failed(generate("x", "-o", "ok.wav/x.wav", *nowhere), "cannot write (ok.wav is a file, not a")
+    failed(generate("x", "-o", "o.wav", "--image", "ok.wav/x.png", *nowhere), "ok.wav is a file")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    failed(generate("x", "-o", "new/o.wav", *nowhere), f"no permission to write in {Path('.')}")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ok.wav"]
+
+
+def test_prompt_weights_beyond_the_limits_are_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    failed(
+        generate("(a:10000000000000000)", "-o", "o.wav", "--model", "./no-model"),
+        "prompt: weight 1e+16 of 'a' is out of range",
+    )
+    failed(
+        generate(
+            "jazz", "--negative", "(" * 499 + "x" + ")" * 499, "-o", "o.wav", "--model", "./none"
+        ),
+        "negative prompt: brackets nest 499 deep",
+    )
+
+
+def test_a_full_disk_leaves_neither_output(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audio used to be written before the image failed: both whole or neither now."""
+    save = Image.Image.save
+
+    def disk_full(self: Image.Image, path: Path | str, *args: object, **kwargs: object) -> None:
+        save(self, path, *args, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    audio, image = tmp_path / "g.mp3", tmp_path / "g.png"
+    result = generate(
+        "jazz", "-o", audio, "--image", image, "--width", 64, "--model", tiny_checkpoint, *FAST
+    )
+    failed(result, f"{image}: cannot write (No space left on device)")
     assert list(tmp_path.iterdir()) == []

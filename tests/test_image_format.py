@@ -12,6 +12,7 @@ from riffusion.spectrogram.image import (
     image_from_mel_amplitudes,
     mel_amplitudes_from_image,
 )
+from riffusion.spectrogram.params import ExifTag
 
 PARAMS = SpectrogramParams()
 
@@ -76,6 +77,16 @@ def test_wrong_height_is_a_clear_error() -> None:
         mel_amplitudes_from_image(Image.new("RGB", (64, 256)), PARAMS)
 
 
+def mel_band_hz(first_bin: int, last_bin: int, params: SpectrogramParams) -> tuple[float, float]:
+    """The frequencies (Hz) that the triangular mel filters first_bin..last_bin span together, on
+    the HTK mel scale of the default parameters."""
+    top_mel = 2595.0 * np.log10(1.0 + params.max_frequency / 700.0)
+    low_mel = 2595.0 * np.log10(1.0 + params.min_frequency / 700.0)
+    edges = np.linspace(low_mel, top_mel, params.num_frequencies + 2)
+    low, high = edges[first_bin], edges[last_bin + 2]
+    return 700.0 * (10 ** (low / 2595.0) - 1.0), 700.0 * (10 ** (high / 2595.0) - 1.0)
+
+
 def test_hand_drawn_image_of_any_width_converts_to_audio() -> None:
     image = Image.new("L", (37, 512), 255)
     for row in range(420, 430):  # a low, steady tone drawn in black
@@ -83,4 +94,21 @@ def test_hand_drawn_image_of_any_width_converts_to_audio() -> None:
             image.putpixel((column, row), 0)
     audio = SpectrogramImageConverter().audio_from_spectrogram_image(image)
     assert audio.samples.shape == (1, 37 * PARAMS.hop_length)
-    assert np.abs(audio.samples).max() > 0.5
+    # Rows count down from the top: rows 420-429 are mel bins 82-91, about 380 to 450 Hz. Nearly
+    # all of the audio's energy is there.
+    low_hz, high_hz = mel_band_hz(511 - 429, 511 - 420, PARAMS)
+    samples = audio.samples[0]
+    power = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
+    frequencies = np.fft.rfftfreq(len(samples), 1 / PARAMS.sample_rate)
+    in_band = (frequencies >= low_hz) & (frequencies <= high_hz)
+    assert power[in_band].sum() > 0.99 * power.sum()
+
+
+@pytest.mark.parametrize("max_value", [1e38, 1e308, float("inf"), float("nan"), -1.0, "loud"])
+def test_an_unusable_max_value_tag_is_refused_on_every_path(max_value: object) -> None:
+    """As /api/image_to_audio reads images: the converter's own parameters, MAX_VALUE from EXIF.
+    1e308 overflowed to inf and NaN, and the MP3 encoder aborted the server."""
+    image = Image.new("RGB", (40, PARAMS.num_frequencies), "gray")
+    image.getexif()[int(ExifTag.MAX_VALUE)] = max_value
+    with pytest.raises(RiffusionError, match=r"EXIF tag 11080 \(MAX_VALUE\) must be a number"):
+        SpectrogramImageConverter(PARAMS).audio_from_spectrogram_image(image)

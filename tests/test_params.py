@@ -60,3 +60,37 @@ def test_missing_exif_tags_are_named() -> None:
 def test_invalid_parameters_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(RiffusionError, match=message):
         SpectrogramParams(**changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sample_rate": 10**9}, "sample_rate must be between 1000 and 768000"),
+        ({"padded_duration_ms": 10**6}, "padded_duration_ms must be between 1 and 1000"),
+        ({"num_frequencies": 10**6}, "num_frequencies must be between 1 and 4096"),
+        ({"power_for_image": float("nan")}, "power_for_image must be between 0.01 and 10"),
+        ({"power_for_image": float("inf")}, "power_for_image"),
+    ],
+)
+def test_parameters_beyond_their_ranges_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(RiffusionError, match=message):
+        SpectrogramParams(**changes)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        (ExifTag.SAMPLE_RATE, float("inf")),  # int(inf) raised OverflowError
+        (ExifTag.SAMPLE_RATE, 1e308),
+        (ExifTag.STEP_SIZE_MS, float("nan")),
+        (ExifTag.NUM_FREQUENCIES, 512.5),
+        (ExifTag.POWER_FOR_IMAGE, float("nan")),  # passed the "must be positive" check
+        (ExifTag.STEREO, 2),
+        (ExifTag.MAX_FREQUENCY, (5000, 6000)),
+    ],
+)
+def test_every_exif_value_is_checked_and_its_tag_named(tag: ExifTag, value: object) -> None:
+    exif = SpectrogramParams().to_exif()
+    exif[int(tag)] = value
+    with pytest.raises(RiffusionError, match=rf"EXIF tag {int(tag)} \({tag.name}\) must be a"):
+        SpectrogramParams.from_exif(exif)

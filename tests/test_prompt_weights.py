@@ -2,7 +2,14 @@
 
 import pytest
 
-from riffusion.diffusion.prompt_weights import EMPHASIS, parse_weighted_prompt
+from riffusion.diffusion.inputs import PromptInput
+from riffusion.diffusion.prompt_weights import (
+    EMPHASIS,
+    MAX_NESTING,
+    MAX_WEIGHT,
+    parse_weighted_prompt,
+)
+from riffusion.errors import RiffusionError
 
 UP = EMPHASIS
 DOWN = 1 / EMPHASIS
@@ -99,3 +106,45 @@ def test_mixed_syntax() -> None:
             (" f] :0.5) (g", 1.0),
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ("(a:10000000000000000)", r"weight 1e\+16 of 'a' is out of range: .* between -10 and 10"),
+        ("(a:" + "9" * 400 + ")", "weight inf of 'a'"),
+        ("((a:0):" + "9" * 400 + ")", "weight nan of 'a'"),
+        ("(a:-11)", "weight -11 of 'a'"),
+        ("(((a:9)))", r"weight 10\.89 of 'a'"),
+        ("(" * 499 + "a" + ")" * 499, "brackets nest 499 deep around 'a'; at most 16 levels"),
+        ("[" * 17 + "a" + "]" * 17, "brackets nest 17 deep"),
+        ("x (" + "long " * 20 + ":20)", r"of 'long long long long long lo\.\.\.'"),
+    ],
+)
+def test_weights_and_nesting_beyond_the_limits_are_refused(prompt: str, message: str) -> None:
+    """Such weights made NaN embeddings: a black spectrogram and full-scale noise."""
+    with pytest.raises(RiffusionError, match=message):
+        parse_weighted_prompt(prompt)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "(a:10)",
+        "(a:-10)",
+        "(" * MAX_NESTING + "a" + ")" * MAX_NESTING,
+        "(" * 499,  # never closed: literal text, not nesting
+        "(:50)",  # a weight on no text
+        "[" * MAX_NESTING + "a" + "]" * MAX_NESTING,
+    ],
+)
+def test_weights_and_nesting_up_to_the_limits_are_accepted(prompt: str) -> None:
+    assert all(abs(weight) <= MAX_WEIGHT for _, weight in parse_weighted_prompt(prompt))
+
+
+def test_prompt_inputs_check_their_weights() -> None:
+    """So the CLI refuses them before it loads the model, and the server answers 400."""
+    with pytest.raises(RiffusionError, match=r"^prompt: weight 1e\+16 of 'a'"):
+        PromptInput("(a:10000000000000000)", seed=1)
+    with pytest.raises(RiffusionError, match=r"^negative prompt: brackets nest 20 deep"):
+        PromptInput("jazz", seed=1, negative_prompt="(" * 20 + "b" + ")" * 20)

@@ -12,7 +12,12 @@ import torch
 from riffusion.audio import Audio
 from riffusion.spectrogram.dsp import INT16_SCALE, mel_amplitudes_from_waveform
 from riffusion.spectrogram.params import SpectrogramParams
-from riffusion.spectrogram.reconstruction import _integrate_frame_by_frame, reconstruct_waveform
+from riffusion.spectrogram.reconstruction import (
+    _integrate_frame_by_frame,
+    fast_griffin_lim,
+    reconstruct_waveform,
+    reconstruction_stft,
+)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "riffusion-reference"
 PARAMS = SpectrogramParams()
@@ -131,6 +136,24 @@ def test_pghi_integration_recovers_consistent_phase() -> None:
     difference = torch.polar(torch.ones_like(phase), result - phase)
     constant = difference[:, :1, :1]
     torch.testing.assert_close(difference, constant.expand_as(difference))
+
+
+def test_fast_griffin_lim_fills_a_gap_from_what_surrounds_it() -> None:
+    # A chord with 30 ms missing: with the samples around the gap held and the magnitudes of the
+    # whole known, the iterations find the missing samples again (with all samples free, 16
+    # iterations get within about -30 dB; held, within about -47 dB).
+    time = torch.arange(PARAMS.sample_rate // 2) / PARAMS.sample_rate
+    chord = sum(
+        torch.sin(2 * math.pi * frequency * time + index)
+        for index, frequency in enumerate((220.0, 277.2, 329.6, 440.0))
+    ).unsqueeze(0)
+    start, end = 10000, 10000 + 3 * PARAMS.hop_length
+    damaged = chord.clone()
+    damaged[:, start:end] = 0.0
+    target = reconstruction_stft(chord, PARAMS).abs()
+    filled = fast_griffin_lim(damaged, PARAMS, lambda _: target, 16, free=(start, end))
+    error = (filled - chord)[:, start:end].square().mean() / chord[:, start:end].square().mean()
+    assert 10 * math.log10(float(error)) < -40
 
 
 @pytest.mark.parametrize("quality", ["fast", "high"])

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import failed, run, succeeded
+from click.testing import Result
 from PIL import Image
 
 from riffusion import Audio, InferenceInput, PromptInput
-from riffusion.cli.main import cli
+from riffusion.cli.common import EXIT_INTERRUPTED
 from riffusion.cli.model_options import ModelSettings
-from riffusion.cli.render_commands import EXIT_INTERRUPTED, ProgressDisplay
+from riffusion.cli.render_commands import ProgressDisplay
 from riffusion.render.engine import LoopSource, Renderer, RenderPlan
 from riffusion.render.joins import Stitcher
 from riffusion.render.longform import interpolation_alphas, plan_interpolation, plan_riff
@@ -35,23 +36,6 @@ FAST = ["--steps", "2", "--dtype", "float32", "--device", "cpu"]
 PARAMS = SpectrogramParams()
 HOP = PARAMS.hop_length
 WIDTH = 128
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def failed(result: Result, message: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert lines[-1].startswith("Error: "), result.output
-    assert message in lines[-1]
-    assert "Traceback" not in result.output
 
 
 def write_track(path: Path, seconds: float, sample_rate: int, channels: int) -> Path:
@@ -346,6 +330,7 @@ def test_ctrl_c_while_loading_the_model(tmp_path: Path, monkeypatch: pytest.Monk
     assert not output.exists()
 
 
+@pytest.mark.slow  # a fresh interpreter that loads the model and renders a clip
 def test_a_real_ctrl_c_to_a_running_interpolation(
     tiny_checkpoint: Path, seed_file: Path, tmp_path: Path
 ) -> None:
@@ -387,6 +372,44 @@ def test_a_real_ctrl_c_to_a_running_interpolation(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["images", "live.wav"]
 
 
+def test_a_real_sigterm_to_a_running_jam_keeps_what_was_rendered(
+    tiny_checkpoint: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (what kill, service managers and timeouts send) used to kill a jam outright: no
+    file, no message. It now stops like Ctrl-C, with the shell's status for SIGTERM."""
+    output, images = tmp_path / "set.wav", tmp_path / "images"
+    args = [
+        "jam", "--prompt", "jazz", "--duration", 60, "--seed", 3, "--seed-image", seed_file,
+        "-o", output, "--images-dir", images, "--model", tiny_checkpoint, *FAST,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "riffusion.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (images / "clip_0000.png").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no clip rendered in 300 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    pattern = (
+        rf"Interrupted: wrote {re.escape(str(output))} \([0-9.]+ s, ([0-9]+) of ([0-9]+) clips\)\."
+    )
+    done = re.fullmatch(pattern, stderr.strip().splitlines()[-1])
+    assert done is not None, stderr
+    assert 1 <= int(done[1]) < int(done[2])
+    assert Audio.load(output).num_frames == int(done[1]) * WIDTH * HOP
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images", "set.wav"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -410,16 +433,18 @@ def test_a_real_ctrl_c_to_a_running_interpolation(
         (["jam", "--prompt", "a", "--device", "tpu"], "tpu"),
     ],
 )
-def test_bad_inputs(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
     # --model points nowhere: every mistake must be reported before the model would load.
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     write_track(tmp_path / "in.wav", 1.0, 44100, channels=1)
     (tmp_path / "in.txt").write_text("not audio")
     failed(run(*args, "-o", "out.wav", "--model", "./no-model"), message)
 
 
-def test_bad_outputs(tmp_path: Path) -> None:
-    os.chdir(tmp_path)
+def test_bad_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     write_track(tmp_path / "in.wav", 1.0, 44100, channels=1)
     (tmp_path / "taken.wav").write_bytes(b"")
     (tmp_path / "file").write_bytes(b"")
@@ -427,3 +452,6 @@ def test_bad_outputs(tmp_path: Path) -> None:
     failed(run(*base, "-o", "out.xyz"), "unsupported audio format 'xyz'")
     failed(run(*base, "-o", "taken.wav"), "pass --overwrite")
     failed(run(*base, "-o", "out.wav", "--images-dir", "file"), "not a directory")
+    failed(run(*base, "-o", "file/out.wav"), "file/out.wav: cannot write (file is a file, not a")
+    failed(run(*base, "-o", "out.wav", "--images-dir", "file/images"), "file is a file, not a")
+    assert not Path("out.wav").exists()

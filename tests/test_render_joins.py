@@ -6,17 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import riffusion
 from riffusion import Audio, RiffusionError, SpectrogramImageConverter
 from riffusion.render.joins import MARGIN_COLUMNS, Stitcher, stitch, with_pre_roll
-from riffusion.render.metrics import (
+from riffusion.spectrogram.image import image_from_mel_amplitudes
+from riffusion.testing.join_metrics import (
     join_artefacts,
     looped_concatenation,
     plain_concatenation,
     uncut_reconstruction,
 )
-from riffusion.spectrogram.image import image_from_mel_amplitudes
 
 CONVERTER = SpectrogramImageConverter()
 HOP = CONVERTER.params.hop_length
@@ -252,3 +253,14 @@ def test_nothing_to_stitch() -> None:
     with pytest.raises(RiffusionError, match="no clips"):
         stitch([])
     assert Stitcher().finish().num_frames == 0
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_the_stitcher_leaves_its_clips_alone(as_tensor: bool) -> None:
+    # Clips so short that the second is blended in before any audio is delivered.
+    mel = CONVERTER.mel_amplitudes_from_audio(_chord(0.3))[..., :30]
+    clips = [mel.copy(), 0.5 * mel]
+    given = [torch.from_numpy(clip) for clip in clips] if as_tensor else clips
+    audio = stitch(given, [0, 15], match_loudness=False)
+    assert audio.num_frames == 45 * HOP
+    assert np.array_equal(clips[0], mel) and np.array_equal(clips[1], 0.5 * mel)

@@ -176,8 +176,16 @@ def test_track_source_mono() -> None:
     track = _stereo_track()
     source = TrackSource(track, PARAMS, 64, "mono")
     plan = plan_riff(track.num_frames, PARAMS, 64, 16, PROMPT)
-    image = source.init_image(plan.clips[0])
-    assert source.clip_mel(plan.clips[0], image).shape == (1, 512, 64)
+    clip = plan.clips[1]
+    mel = source.clip_mel(clip, source.init_image(clip))
+    assert mel.shape == (1, 512, 64)
+    # The spectrogram of the track mixed down to mono there (20 columns either side analysed
+    # with it), to within the image's 8-bit quantisation: one gray level of power 0.25.
+    piece = track.samples[:, (clip.start - 20) * HOP : (clip.start + 84) * HOP]
+    mixed = Audio(piece.mean(axis=0, keepdims=True), 44100)
+    expected = SpectrogramImageConverter(PARAMS).mel_amplitudes_from_audio(mixed)[..., 20:84]
+    levels = [(amplitudes / expected.max()) ** 0.25 * 255 for amplitudes in (mel, expected)]
+    assert np.abs(levels[0] - levels[1]).max() <= 1.0 + 1e-3
 
 
 def test_loops_play_at_their_seed_tempo() -> None:

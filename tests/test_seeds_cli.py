@@ -8,13 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import error_line, run, succeeded
+from click.testing import Result
 from PIL import Image
 
 from riffusion.audio import Audio
-from riffusion.cli.main import cli
 from riffusion.seeds.builtin import render_loop, seed_request
 from riffusion.seeds.images import image_tempo, image_timing
+from riffusion.seeds.registry import load_mask_image, load_seed_image
+
+# The ids the original web app (riffusion-app) asks for.
+ORIGINAL_APP_SEEDS = ("og_beat", "agile", "marim", "motorway", "vibes")
+ORIGINAL_APP_MASKS = (
+    "mask_beat_lines_80",
+    "mask_gradient_dark",
+    "mask_gradient_top_70",
+    "mask_gradient_top_fifth_75",
+    "mask_top_third_75",
+    "mask_top_third_95",
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -25,22 +37,11 @@ def seed_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def error_line(result: Result) -> str:
-    """The one-line error of a failed command."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.output and len(lines) == 1, result.output
-    return lines[0]
+def single_error_line(result: Result) -> str:
+    """The error line of a failed command that wrote nothing else to stderr."""
+    line = error_line(result)
+    assert result.stderr.strip() == line, result.stderr
+    return line
 
 
 def test_seed_image_from_a_pattern_with_its_loop(tmp_path: Path) -> None:
@@ -148,10 +149,81 @@ def test_seeds_lists_seeds_and_masks(tmp_path: Path) -> None:
     assert {mask["id"] for mask in listing["masks"]} >= {"keep-bottom", "beat-lines"}
 
 
+def test_seeds_lists_the_original_app_ids_as_built_ins() -> None:
+    table = succeeded(run("seeds")).output
+    for name in ORIGINAL_APP_SEEDS + ORIGINAL_APP_MASKS:
+        assert name in table
+    listing = json.loads(succeeded(run("seeds", "--json")).output)
+    seeds = {seed["id"]: seed for seed in listing["seeds"]}
+    masks = {mask["id"]: mask for mask in listing["masks"]}
+    for seed_id in ORIGINAL_APP_SEEDS:
+        seed = seeds[seed_id]
+        assert seed["source"] == "built-in" and seed["width"] == 512 and seed["description"]
+    for mask_id in ORIGINAL_APP_MASKS:
+        assert masks[mask_id]["source"] == "built-in" and masks[mask_id]["description"]
+    assert masks["mask_top_third_75"]["parameters"] == {"fraction": 1 / 3, "strength": 0.75}
+    assert masks["mask_beat_lines_80"]["parameters"] == {"fraction": 0.5, "strength": 0.8}
+
+
+def test_seed_image_renders_the_original_app_seeds_and_masks(tmp_path: Path) -> None:
+    path = tmp_path / "agile.png"
+    result = succeeded(run("seed-image", "--pattern", "agile", "-o", path))
+    assert "12 beats (3 bars of 4/4) at 140.625 BPM" in result.output
+    assert Image.open(path).size == (512, 512)
+    args = ("--mask", "mask_top_third_75", "--strength", 0.5, "--fraction", 0.25)
+    succeeded(run("seed-image", *args, "-o", tmp_path / "band.png"))
+    band = np.asarray(Image.open(tmp_path / "band.png"))
+    assert (band[:128] == 128).all() and (band[128:] == 0).all()
+    args = ("--mask", "mask_beat_lines_80", "--bpm", 120, "--bars", 3)
+    succeeded(run("seed-image", *args, "-o", tmp_path / "lines.png"))
+    lines = np.asarray(Image.open(tmp_path / "lines.png"))
+    assert lines.shape == (512, 576) and (lines[0, ::48] == 204).all() and lines[0, 24] == 0
+
+
+class RecordingPipeline:
+    """Stands in for the model: records the images generate hands it, returns the seed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Image.Image, Image.Image | None]] = []
+
+    def img2img(self, prompt, init_image, mask_image, **options):
+        self.calls.append((init_image, mask_image))
+        return init_image
+
+    def audio_from_image(self, image, **options) -> Audio:
+        return Audio(np.zeros((1, 4410), dtype=np.float32), 44100)
+
+
+def test_generate_takes_every_original_app_seed_and_mask_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = RecordingPipeline()
+    monkeypatch.setattr("riffusion.cli.generate.load_model", lambda settings: pipeline)
+    pairs = list(zip(ORIGINAL_APP_SEEDS * 2, ORIGINAL_APP_MASKS, strict=False))
+    for index, (seed_id, mask_id) in enumerate(pairs):
+        output = tmp_path / f"{index}.wav"
+        args = ("x", "-o", output, "--seed-image", seed_id, "--mask", mask_id, "--seed", 1)
+        succeeded(run("generate", *args))
+    for (seed_id, mask_id), (seed, mask) in zip(pairs, pipeline.calls, strict=True):
+        assert f"seed {seed_id}:" in seed.getexif()[270] and seed.size == (512, 512)
+        expected = load_mask_image(mask_id, like=load_seed_image(seed_id))
+        assert mask is not None and np.array_equal(np.asarray(mask), np.asarray(expected))
+
+
+def test_generate_from_agile_with_mask_top_third_75(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    output, image = tmp_path / "agile.wav", tmp_path / "agile.png"
+    args = ("--seed-image", "agile", "--mask", "mask_top_third_75", "--image", image)
+    model = ("--model", tiny_checkpoint, "--steps", 3, "--dtype", "float32", "--device", "cpu")
+    succeeded(run("generate", "fast drums", "-o", output, *args, *model))
+    assert Image.open(image).size == (512, 512)
+    # Drawn to scale, so the loop plays in exactly the image's 5.12 s.
+    assert Audio.load(output).duration_s == pytest.approx(5.12, abs=0.011)
+
+
 def test_no_overwrite_without_the_flag(tmp_path: Path) -> None:
     image_path, audio_path = tmp_path / "seed.png", tmp_path / "seed.wav"
     image_path.write_bytes(b"precious")
-    line = error_line(run("seed-image", "--pattern", "og_beat", "-o", image_path))
+    line = single_error_line(run("seed-image", "--pattern", "og_beat", "-o", image_path))
     assert "already exists" in line and "--overwrite" in line
     assert image_path.read_bytes() == b"precious"
     # Nothing is written when any output exists: the image is not made either.
@@ -190,30 +262,33 @@ def test_no_overwrite_without_the_flag(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: tuple, message: str) -> None:
-    line = error_line(run("seed-image", *args, "-o", tmp_path / "out.png"))
+    line = single_error_line(run("seed-image", *args, "-o", tmp_path / "out.png"))
     assert message in line
 
 
 def test_bad_output_and_bad_loops(tmp_path: Path) -> None:
-    line = error_line(run("seed-image", "--pattern", "og_beat", "-o", tmp_path / "seed.gif"))
+    line = single_error_line(run("seed-image", "--pattern", "og_beat", "-o", tmp_path / "seed.gif"))
     assert "unsupported image format" in line
     not_audio = tmp_path / "loop.wav"
     not_audio.write_text("hello")
-    assert "not a readable audio file" in error_line(
+    assert "not a readable audio file" in single_error_line(
         run("seed-image", "--from", not_audio, "-o", tmp_path / "seed.png")
     )
     silent = tmp_path / "silent.wav"
     Audio(np.zeros((1, 44100 * 3), dtype=np.float32), 44100).save(silent)
-    assert "no onsets" in error_line(run("seed-image", "--from", silent, "-o", tmp_path / "s.png"))
+    line = single_error_line(run("seed-image", "--from", silent, "-o", tmp_path / "s.png"))
+    assert "no onsets" in line
     blip = tmp_path / "blip.wav"
     Audio(np.ones((1, 4410), dtype=np.float32) * 0.1, 44100).save(blip)
-    line = error_line(run("seed-image", "--from", blip, "--bpm", 120, "-o", tmp_path / "s.png"))
+    line = single_error_line(
+        run("seed-image", "--from", blip, "--bpm", 120, "-o", tmp_path / "s.png")
+    )
     assert "shorter than one beat" in line
     loop = tmp_path / "loop.wav"
     render_loop(seed_request("og_beat", bars=1)).save(loop)
-    line = error_line(
+    line = single_error_line(
         run("seed-image", "--from", loop, "--beats-per-bar", 0, "-o", tmp_path / "x.png")
     )
     assert "at least one beat" in line
-    line = error_line(run("seeds", "--seed-images", tmp_path / "nope"))
+    line = single_error_line(run("seeds", "--seed-images", tmp_path / "nope"))
     assert "no such seed images folder" in line

@@ -68,10 +68,10 @@ def test_the_original_folder_works_by_its_ids(original_folder: Path) -> None:
         assert image.size == (512, 512) and image.getpixel((0, 0)) == (index * 10,) * 3
     mask = load_mask_image("mask_top_third_75", seed_images_dir=original_folder)
     assert mask.mode == "L" and mask.size == (512, 512)
-    # Without the folder, "og_beat" is the built-in again, and "vibes" is unknown.
+    # Without the folder, the ids are the built-ins again.
     assert load_seed_image("og_beat").getpixel((0, 0)) != (0, 0, 0)
-    with pytest.raises(RiffusionError, match="no seed 'vibes'"):
-        load_seed_image("vibes")
+    assert "vibes" in load_seed_image("vibes").getexif()[270]
+    assert np.asarray(load_mask_image("mask_top_third_75"))[-1, 0] == 0
 
 
 def test_listing_with_a_folder(original_folder: Path) -> None:
@@ -89,7 +89,10 @@ def test_listing_with_a_folder(original_folder: Path) -> None:
     assert user["vibes"].width == 512 and user["vibes"].bpm is None
     masks = list_masks(original_folder)
     assert {info.id for info in masks if info.source != "built-in"} == set(ORIGINAL_MASKS)
-    assert {info.id for info in masks if info.source == "built-in"} == set(MASKS)
+    # The folder's masks take their ids from the built-ins of the same names.
+    assert {info.id for info in masks if info.source == "built-in"} == set(MASKS) - set(
+        ORIGINAL_MASKS
+    )
 
 
 @pytest.mark.parametrize(
@@ -169,6 +172,77 @@ def test_built_in_masks_follow_the_seed_they_go_with() -> None:
     assert default.shape == (512, 512) and (default[:, -256:] == 0).all()  # 4 beats of 64 px
 
 
+def test_every_id_of_the_original_app_is_built_in() -> None:
+    seeds = {info.id: info for info in list_seeds()}
+    masks = {info.id: info for info in list_masks()}
+    for seed_id in ORIGINAL_SEEDS:
+        assert seeds[seed_id].source == "built-in" and seeds[seed_id].width == 512
+        image = load_seed_image(seed_id)
+        assert image.size == (512, 512) and f"seed {seed_id}:" in image.getexif()[270]
+    for mask_id in ORIGINAL_MASKS:
+        assert masks[mask_id].source == "built-in" and masks[mask_id].description
+        mask = load_mask_image(mask_id, like=load_seed_image("agile"))
+        assert mask.mode == "L" and mask.size == (512, 512)
+
+
+def _rows(mask: np.ndarray) -> np.ndarray:
+    """The mask's gray per row, checking that every row is one gray across the width."""
+    assert (mask == mask[:, :1]).all()
+    return mask[:, 0].astype(int)
+
+
+def test_the_original_app_masks_have_the_shapes_their_names_say() -> None:
+    def drawn(mask_id: str) -> np.ndarray:
+        return np.asarray(load_mask_image(mask_id))
+
+    # A flat gray block over the top third (171 of 512 rows), black (kept) below.
+    for mask_id, gray in (("mask_top_third_75", 191), ("mask_top_third_95", 242)):
+        rows = _rows(drawn(mask_id))
+        assert (rows[:171] == gray).all() and (rows[171:] == 0).all()
+    # Gray fading from the top row to black at 70 % and at a fifth of the height.
+    for mask_id, top, end in (
+        ("mask_gradient_top_70", 255, 358),
+        ("mask_gradient_top_fifth_75", 191, 102),
+    ):
+        rows = _rows(drawn(mask_id))
+        assert rows[0] == top and (np.diff(rows[:end]) <= 0).all() and 0 < rows[end - 1] <= 3
+        assert rows[end // 2] == pytest.approx(top / 2, abs=2) and (rows[end:] == 0).all()
+    # Dark at the top (the highs kept) to white at the bottom (the lows repainted).
+    rows = _rows(drawn("mask_gradient_dark"))
+    assert rows[0] == 0 and rows[-1] == 255 and (np.diff(rows) >= 0).all()
+    # Gray lines at the beats (64 px apart on the default grid) over the top half, 80 %.
+    lines = drawn("mask_beat_lines_80")
+    assert (lines[256:] == 0).all()
+    columns = lines[0].astype(int)
+    assert set(np.flatnonzero(columns)) == {
+        beat * 64 + step for beat in range(8) for step in range(8)
+    }
+    assert set(columns) == {0, 204} and (lines[:256] == lines[:1]).all()
+
+
+def test_original_app_masks_follow_the_seed_and_take_parameters() -> None:
+    seed = render_seed_image(seed_request("og_beat", 120.0, bars=3))  # 12 beats in 576 px
+    lines = np.asarray(load_mask_image("mask_beat_lines_80", like=seed))
+    assert lines.shape == (512, 576) and (lines[0, ::48] == 204).all() and lines[0, 24] == 0
+    band = np.asarray(MASKS["mask_top_third_75"].image(128, 32.0, fraction=0.5, strength=1.0))
+    assert (band[:256] == 255).all() and (band[256:] == 0).all()
+    with pytest.raises(RiffusionError, match="takes no beats"):
+        MASKS["mask_top_third_95"].image(512, 64.0, beats=2)
+
+
+@pytest.mark.parametrize("mask_id", ["beat-lines", "mask_beat_lines_80"])
+@pytest.mark.parametrize("beat_px", [64.0, 48.0, 512 / 9])
+def test_beat_lines_reach_the_latent_grid(mask_id: str, beat_px: float) -> None:
+    # The pipeline samples a mask onto the latent grid (1/8, nearest neighbour): every beat's line
+    # must survive it, whatever column the beat falls on.
+    mask = MASKS[mask_id].image(512, beat_px)
+    latent = np.asarray(mask.resize((64, 64), resample=Image.Resampling.NEAREST))[0].astype(int)
+    between = np.asarray(mask)[0, round(beat_px / 2)]
+    lines = np.flatnonzero(latent != between)
+    assert len(lines) == len(np.arange(0, 512, beat_px))
+    assert (np.abs(lines * 8 + 4 - np.arange(0, 512, beat_px)) < 8).all()
+
+
 def test_a_mask_file_must_match_its_seed(original_folder: Path) -> None:
     seed = render_seed_image(seed_request("og_beat", 120.0, bars=3))
     with pytest.raises(RiffusionError, match="must match"):
@@ -185,7 +259,8 @@ def test_mask_drawings() -> None:
     up = np.asarray(gradient(64, "up"))
     assert up[0, 0] == 255 and up[-1, 0] == 0
     lines = np.asarray(beat_lines(256, 50.0))
-    assert [column for column in range(256) if lines[0, column] == 0][:6] == [0, 1, 2, 3, 50, 51]
+    kept = [column for column in range(256) if lines[0, column] == 0]
+    assert kept[:10] == [0, 1, 2, 3, 4, 5, 6, 7, 50, 51]
     assert (np.asarray(keep_beats(256, 32.0, 2, "last"))[:, -64:] == 0).all()
 
 

@@ -86,6 +86,8 @@ def test_render_pattern_bad_seed_and_unknown_pattern() -> None:
         lambda rng: synth.keys(SAMPLE_RATE, (261.6, 329.6), 0.3),
         lambda rng: synth.pluck(SAMPLE_RATE, 440.0, 0.2),
         lambda rng: synth.marimba(SAMPLE_RATE, 392.0, 0.2),
+        lambda rng: synth.vibraphone(SAMPLE_RATE, 349.2, 1.0),
+        lambda rng: synth.lead(SAMPLE_RATE, 659.3, 0.3),
     ],
 )
 def test_every_voice_starts_and_ends_at_silence(voice) -> None:

@@ -3,12 +3,15 @@ falling behind, settings, refused messages, and the clips' audio as one stitched
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
-from collections.abc import Iterator
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import soundfile
@@ -19,11 +22,13 @@ from server_support import (
     TINY_SEED_SIZE,
     GatedLoader,
     config,
-    ready_loader,
+    live_server,
     write_seed_images,
 )
 from starlette.testclient import WebSocketTestSession
+from websockets.asyncio.client import connect
 
+from riffusion.errors import RiffusionError
 from riffusion.render.joins import Stitcher, with_pre_roll
 from riffusion.seeds import load_seed_image
 from riffusion.seeds.images import TempoTag, image_timing
@@ -64,14 +69,6 @@ def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exif[int(TempoTag.BEATS_PER_BAR)] = 1
     image.save(folder / f"{TEMPO_SEED_ID}.png", exif=exif)
     return folder
-
-
-@pytest.fixture(scope="module")
-def client(seed_images: Path, tiny_pipeline: Any) -> Iterator[TestClient]:
-    app = create_app(config(seed_images), loader=ready_loader(tiny_pipeline))
-    with TestClient(app) as client:
-        app.state.model.wait(30)
-        yield client
 
 
 def receive(socket: WebSocketTestSession, kind: str) -> dict[str, Any]:
@@ -389,3 +386,37 @@ def test_the_stream_level_is_set_by_its_first_sound_and_limited_softly(
     # Monotonic, and never steeper than the input: a continuous waveform stays continuous.
     steps = np.diff(limited)
     assert (steps >= 0).all() and steps.max() <= np.diff(ramp).max() * (1 + 1e-4)
+
+
+def test_a_client_that_leaves_while_answered_ends_its_session_quietly(seed_images: Path) -> None:
+    """A client that sends a message and closes at once: the reply finds the connection closed,
+    and that ends the session, with nothing in the server's log (the soak benchmark found a
+    traceback there for every second such client)."""
+
+    def broken(progress: Any) -> Any:
+        raise RiffusionError("no model needed here")
+
+    app = create_app(config(seed_images), loader=broken)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    async def send_and_leave(url: str) -> None:
+        async with connect(url.replace("http://", "ws://") + "/api/jam") as socket:
+            await socket.recv()
+            await socket.send(json.dumps({"type": "pause"}))  # answered with an error message
+
+    with live_server(app) as url:
+        # Added once uvicorn has set up its loggers, which drops handlers added before.
+        server_log = logging.getLogger("uvicorn.error")
+        handler = Keep()
+        server_log.addHandler(handler)
+        try:
+            for _ in range(20):
+                asyncio.run(send_and_leave(url))
+            assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+        finally:
+            server_log.removeHandler(handler)
+    assert [record.getMessage() for record in records if record.levelno >= logging.ERROR] == []

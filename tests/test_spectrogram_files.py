@@ -152,10 +152,28 @@ def test_height_must_match_the_parameters(tmp_path: Path) -> None:
     ("tag", "value", "message"),
     [
         (ExifTag.MIN_FREQUENCY, 9000, "min_frequency < max_frequency"),
-        (ExifTag.STEP_SIZE_MS, -10, "step_size_ms must be positive"),
+        (ExifTag.STEP_SIZE_MS, -10, r"11010 \(STEP_SIZE_MS\) must be a whole number from 1 to"),
         (ExifTag.MAX_VALUE, -5.0, "MAX_VALUE"),
         (ExifTag.MAX_VALUE, "loud", "MAX_VALUE"),
         (ExifTag.SAMPLE_RATE, "fast", "SAMPLE_RATE"),
+        # Values that made noise, or aborted the MP3 encoder, before they were bounded.
+        (ExifTag.MAX_VALUE, 1e38, r"11080 \(MAX_VALUE\) must be a number from 0 to 1e\+15"),
+        (ExifTag.MAX_VALUE, 1e308, "MAX_VALUE"),
+        (ExifTag.MAX_VALUE, float("inf"), "MAX_VALUE"),
+        (ExifTag.MAX_VALUE, float("nan"), "MAX_VALUE"),
+        (
+            ExifTag.SAMPLE_RATE,
+            4_000_000_000,
+            r"SAMPLE_RATE\) must be a whole number from 1000 to 768000",
+        ),
+        (ExifTag.SAMPLE_RATE, 16000.5, "SAMPLE_RATE"),
+        (ExifTag.WINDOW_DURATION_MS, float("inf"), "WINDOW_DURATION_MS"),
+        (ExifTag.PADDED_DURATION_MS, 10**6, "PADDED_DURATION_MS"),
+        (ExifTag.NUM_FREQUENCIES, 2**31, "NUM_FREQUENCIES"),
+        (ExifTag.POWER_FOR_IMAGE, float("nan"), "POWER_FOR_IMAGE"),
+        (ExifTag.POWER_FOR_IMAGE, 1e300, "POWER_FOR_IMAGE"),
+        (ExifTag.STEREO, 7, r"STEREO\) must be a whole number from 0 to 1"),
+        (ExifTag.MAX_FREQUENCY, "x" * 100, r"got 'xxx.*\.\.\.$"),
     ],
 )
 def test_unusable_exif_values_are_refused(

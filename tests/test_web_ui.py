@@ -16,7 +16,6 @@ import io
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 from PIL import Image
+from server_support import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
@@ -37,6 +37,10 @@ if not CHROMIUM.is_file():
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )
+
+# Every test waits on a real server and a software-rendering browser: the server alone takes over
+# 10 s to start, and most tests take over 10 s themselves.
+pytestmark = pytest.mark.slow
 
 # Headless Chromium without a GPU: ANGLE on SwiftShader gives it WebGL2 in software.
 CHROMIUM_ARGS = [
@@ -60,12 +64,6 @@ SEED_WIDTH = 256  # 2.56 s clips
 # Generation on a shared CPU is slow: a clip can take a minute when other work competes.
 CLIP_TIMEOUT_MS = 300_000
 SERVER_START_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get_json(url: str) -> Any:

@@ -15,12 +15,13 @@ import click
 from riffusion.audio import format_for_extension
 from riffusion.cli.common import (
     PATH,
+    check_output_dir,
+    check_outputs,
     device_option,
     load_audio,
     overwrite_option,
     prepare_output_dir,
     quality_option,
-    refuse_to_overwrite,
     spectrogram_options,
     warn,
 )
@@ -74,7 +75,7 @@ def audio_to_image(
         power_for_image=power_for_image,
     )
     image_extension(image_path.name)
-    refuse_to_overwrite([image_path], overwrite)
+    check_outputs([image_path], overwrite)
     converter = SpectrogramImageConverter(params, device=resolve_device(device))
     image = converter.spectrogram_image_from_audio(load_audio(audio_path))
     save_image(image, image_path, overwrite=overwrite)
@@ -97,7 +98,7 @@ def image_to_audio(
     The spectrogram parameters come from the image's EXIF; without them the defaults are used.
     """
     format_for_extension(audio_path.name)
-    refuse_to_overwrite([audio_path], overwrite)
+    check_outputs([audio_path], overwrite)
     torch_device = resolve_device(device)
     spectrogram = read_spectrogram_image(image_path)
     missing = spectrogram.missing_tags
@@ -152,6 +153,7 @@ def sample_clips_command(
 ) -> None:
     """Slice an audio file into clips of the given duration at random start times."""
     extension = format_for_extension(extension)
+    check_output_dir(output_dir)
     audio = load_audio(audio_path)
     if mono:
         audio = audio.to_mono()
@@ -162,7 +164,7 @@ def sample_clips_command(
         f".{extension}"
         for clip in clips
     ]
-    refuse_to_overwrite(paths, overwrite)
+    check_outputs(paths, overwrite)
     prepare_output_dir(output_dir)
     for clip, path in zip(clips, paths, strict=True):
         clip.audio.save(path, overwrite=overwrite)

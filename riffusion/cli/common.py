@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+import signal
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import click
+from PIL import Image
 
-from riffusion.audio import Audio
+from riffusion.atomic_files import Writer, cannot_write, write_files_atomically, write_problem
+from riffusion.audio import Audio, format_for_extension
 from riffusion.devices import AUTO
 from riffusion.errors import RiffusionError
+from riffusion.spectrogram.image import write_spectrogram_image
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import QUALITIES
 
 DEFAULTS = SpectrogramParams()
 
-# Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
+
+def exit_status(signum: int) -> int:
+    """Exit status of a command stopped by signal signum: 128 + its number, as shells report it."""
+    return 128 + signum
+
+
+# Exit status of a command stopped by Ctrl-C (130).
+EXIT_INTERRUPTED = exit_status(signal.SIGINT)
 
 # Options take plain paths: the library checks them and says what is wrong in one line, where
 # click.Path(exists=True) would print a usage screen.
@@ -137,19 +148,53 @@ def existing_outputs(paths: Iterable[Path]) -> list[Path]:
     return [path for path in paths if path.exists()]
 
 
-def refuse_to_overwrite(paths: Iterable[Path], overwrite: bool) -> None:
-    """Raise unless overwrite is set or none of paths exists, before any work is done."""
+def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
+    """Refuse, before any work is done, output files that could not be written (see
+    write_problem) or that exist while overwrite is not set."""
+    paths = list(paths)
+    for path in paths:
+        problem = write_problem(path)
+        if problem is not None:
+            raise RiffusionError(f"{path}: cannot write ({problem})")
     existing = [] if overwrite else existing_outputs(paths)
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise RiffusionError(f"{existing[0]} already exists{more}; pass --overwrite to replace it")
 
 
+def check_output_dir(path: Path) -> None:
+    """Refuse, before any work is done, an output folder that could not be created or written
+    in (see write_problem)."""
+    problem = write_problem(path, folder=True)
+    if problem is not None:
+        raise RiffusionError(f"{path}: cannot write there ({problem})")
+
+
 def prepare_output_dir(path: Path) -> None:
-    """Create the output folder (and its parents) unless it exists."""
-    if path.exists() and not path.is_dir():
-        raise RiffusionError(f"{path}: exists and is not a directory")
+    """Create the output folder (and its parents) unless it exists, after check_output_dir."""
+    check_output_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RiffusionError(f"{path}: cannot create the directory ({error.strerror})") from None
+
+
+def save_together(outputs: Sequence[tuple[Path, Audio | Image.Image]]) -> None:
+    """Write each (path, audio or spectrogram image), all whole or none: a failure part way (a
+    full disk, Ctrl-C) leaves every path as it was. Formats follow the paths' extensions."""
+    writes: list[tuple[Path, Writer]] = []
+    for path, content in outputs:
+        if isinstance(content, Audio):
+            data = content.to_bytes(format_for_extension(path.name))
+            writes.append((path, functools.partial(_write_bytes, data=data)))
+        else:
+            writes.append((path, functools.partial(write_spectrogram_image, content)))
+    try:
+        write_files_atomically(writes)
+    except OSError as error:
+        failed = Path(error.filename) if error.filename else outputs[0][0]
+        raise cannot_write(failed, error) from None
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)

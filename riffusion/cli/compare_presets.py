@@ -10,10 +10,10 @@ import click
 
 from riffusion.cli.common import (
     PATH,
+    check_outputs,
     overwrite_option,
     prepare_output_dir,
     quality_option,
-    refuse_to_overwrite,
 )
 from riffusion.cli.model_options import model_options_without_preset, quiet_model_libraries
 from riffusion.diffusion.model_settings import ModelSettings
@@ -70,7 +70,7 @@ def compare_presets(
     chosen: list[PresetName] = [get_preset(name).name for name in dict.fromkeys(names)]
     outputs = [output_dir / "index.html", output_dir / "results.json"]
     outputs += [output_dir / clip.name for clip in CLIPS]
-    refuse_to_overwrite(outputs, overwrite)
+    check_outputs(outputs, overwrite)
     prepare_output_dir(output_dir)
 
     quiet_model_libraries()

@@ -10,9 +10,16 @@ import sys
 from pathlib import Path
 
 import click
+from PIL import Image
 
-from riffusion.audio import format_for_extension
-from riffusion.cli.common import PATH, overwrite_option, quality_option, refuse_to_overwrite
+from riffusion.audio import Audio, format_for_extension
+from riffusion.cli.common import (
+    PATH,
+    check_outputs,
+    overwrite_option,
+    quality_option,
+    save_together,
+)
 from riffusion.cli.model_options import (
     check_schedule,
     check_seed_images_dir,
@@ -28,7 +35,7 @@ from riffusion.diffusion.inputs import PromptInput
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.errors import RiffusionError
 from riffusion.seeds.registry import load_mask_image, seed_argument
-from riffusion.spectrogram.files import image_extension, save_image
+from riffusion.spectrogram.files import image_extension
 from riffusion.spectrogram.reconstruction import Quality
 
 # Image sides must be multiples of this for Stable Diffusion v1 models (8x VAE, 8x UNet).
@@ -111,13 +118,11 @@ def generate(
 
     # --- Check everything that does not need the model ---
     format_for_extension(output.name)
-    outputs = [output]
     if image_path is not None:
         image_extension(image_path.name)
-        outputs.append(image_path)
-    if image_path is not None and image_path.resolve() == output.resolve():
-        raise RiffusionError("--output and --image must be different files")
-    refuse_to_overwrite(outputs, overwrite)
+        if image_path.resolve() == output.resolve():
+            raise RiffusionError("--output and --image must be different files")
+    check_outputs([output, *([] if image_path is None else [image_path])], overwrite)
 
     if seed_image is None:
         for name in ("mask", "denoising"):
@@ -177,9 +182,11 @@ def generate(
 
     # A result of a seed with tempo tags plays as that loop, at that tempo.
     audio = pipe.audio_from_image(image, quality=quality)
-    audio.save(output, overwrite=overwrite)
+    outputs: list[tuple[Path, Audio | Image.Image]] = [(output, audio)]
+    if image_path is not None:
+        outputs.append((image_path, image))
+    save_together(outputs)
     wrote = f"Wrote {output} ({audio.duration_s:.2f} s)"
     if image_path is not None:
-        save_image(image, image_path, overwrite=overwrite)
         wrote += f" and {image_path} ({image.width} x {image.height} pixels)"
     click.echo(f"{wrote}, seed {seed}")

@@ -4,12 +4,13 @@ Each builds a plan of clips (riffusion.render.longform), checks everything that 
 model, loads it, and renders the clips with a progress bar, joining them seamlessly. Ctrl-C stops
 the render wherever it is: a clip still in diffusion is dropped, one being joined is finished
 first, and the clips done are written as a complete file (a Ctrl-C while it is written waits for
-it); the command then exits with status 130.
+it); the command then exits with status 130. SIGTERM does the same, with status 143.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,13 +28,14 @@ from rich.progress import (
 
 from riffusion.audio import format_for_extension
 from riffusion.cli.common import (
-    EXIT_INTERRUPTED,
     PATH,
+    check_output_dir,
+    check_outputs,
+    exit_status,
     load_audio,
     overwrite_option,
     prepare_output_dir,
     quality_option,
-    refuse_to_overwrite,
 )
 from riffusion.cli.model_options import (
     check_schedule,
@@ -49,7 +51,7 @@ from riffusion.cli.model_options import (
 from riffusion.diffusion.inputs import PromptInput
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.errors import RiffusionError
-from riffusion.interrupts import interrupts_held
+from riffusion.interrupts import interrupts_held, signal_of
 from riffusion.jam import JamSettings
 from riffusion.render.engine import ClipSource, LoopSource, Normalization, Renderer, RenderPlan
 from riffusion.render.longform import (
@@ -120,8 +122,8 @@ def render_to_file(
     normalize: Normalization,
     description: str,
 ) -> None:
-    """Load the model (load()), render plan with a progress bar, and write output; on Ctrl-C,
-    write what was finished and exit with status 130."""
+    """Load the model (load()), render plan with a progress bar, and write output; on Ctrl-C or
+    SIGTERM, write what was finished and exit with status 130 or 143."""
     num_clips = len(plan.clips)
     columns = (
         TextColumn("{task.description}"),
@@ -132,7 +134,8 @@ def render_to_file(
         TimeRemainingColumn(),
     )
     renderer = None
-    interrupted = False
+    # The signal that stopped the render, if one did.
+    stopped_by: int | None = None
     try:
         renderer = Renderer(
             load(),
@@ -148,32 +151,37 @@ def render_to_file(
             display = ProgressDisplay(progress, task)
             for _ in renderer.render(display.step):
                 pass
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as interrupt:
+        stopped_by = signal_of(interrupt)
+    context = click.get_current_context()
     if renderer is None or not renderer.clips_done:
         click.echo("Interrupted before the first clip was finished; nothing written.", err=True)
-        click.get_current_context().exit(EXIT_INTERRUPTED)
+        context.exit(exit_status(signal.SIGINT if stopped_by is None else stopped_by))
     done = renderer.clips_done
     # The last join and the writing take a moment; cut short, they would lose the whole render.
     with interrupts_held(deliver=False) as held:
         audio = renderer.finish()
         audio.save(output)
     wrote = f"{output} ({audio.duration_s:.2f} s, {done} of {num_clips} clips)"
-    if interrupted or held.count:
+    if stopped_by is None and held.signals:
+        stopped_by = held.signals[0]
+    if stopped_by is not None:
         click.echo(f"Interrupted: wrote {wrote}.", err=True)
-        click.get_current_context().exit(EXIT_INTERRUPTED)
+        context.exit(exit_status(stopped_by))
     click.echo(f"Wrote {wrote}")
 
 
-def check_outputs(output: Path, images_dir: Path | None, num_clips: int, overwrite: bool) -> None:
-    """Refuse bad or existing outputs before any work: the audio format, the images folder."""
+def check_render_outputs(
+    output: Path, images_dir: Path | None, num_clips: int, overwrite: bool
+) -> None:
+    """Refuse bad or existing outputs before any work: the audio file and its format, the images
+    folder (created here) and the images in it."""
     format_for_extension(output.name)
     outputs = [output]
     if images_dir is not None:
-        if images_dir.exists() and not images_dir.is_dir():
-            raise RiffusionError(f"{images_dir}: exists and is not a directory")
+        check_output_dir(images_dir)
         outputs += [images_dir / f"clip_{index:04d}.png" for index in range(num_clips)]
-    refuse_to_overwrite(outputs, overwrite)
+    check_outputs(outputs, overwrite)
     if images_dir is not None:
         prepare_output_dir(images_dir)
 
@@ -316,7 +324,7 @@ def riff(
         beats,
         preset=model_settings.preset,
     )
-    check_outputs(output, images_dir, len(plan.clips), overwrite)
+    check_render_outputs(output, images_dir, len(plan.clips), overwrite)
     if track.num_channels == 2 and stereo == "mono":
         click.echo("Stereo input: writing mono (--stereo mono)", err=True)
 
@@ -425,7 +433,7 @@ def interpolate(
         _seed_id(seed_image),
         preset=model_settings.preset,
     )
-    check_outputs(output, images_dir, len(plan.clips), overwrite)
+    check_render_outputs(output, images_dir, len(plan.clips), overwrite)
 
     click.echo(
         f"Seeds {seed_start} to {seed_end}: {len(plan.clips)} clips for {plan.duration_s:.2f} s",
@@ -521,7 +529,7 @@ def jam(
         preset=model_settings.preset,
     )
     plan = plan_jam(prompts, duration, seed, settings, source.loop_columns, params)
-    check_outputs(output, images_dir, len(plan.clips), overwrite)
+    check_render_outputs(output, images_dir, len(plan.clips), overwrite)
 
     click.echo(f"Seed {seed}: {len(plan.clips)} clips for {plan.duration_s:.2f} s", err=True)
     render_to_file(

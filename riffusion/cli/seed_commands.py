@@ -11,15 +11,22 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from riffusion.audio import format_for_extension
-from riffusion.cli.common import PATH, load_audio, overwrite_option, refuse_to_overwrite, warn
+from riffusion.audio import Audio, format_for_extension
+from riffusion.cli.common import (
+    PATH,
+    check_outputs,
+    load_audio,
+    overwrite_option,
+    save_together,
+    warn,
+)
 from riffusion.errors import RiffusionError
 from riffusion.seeds.builtin import render_loop, render_seed_image, seed_request
 from riffusion.seeds.images import fit_loop, seed_image_from_loop
 from riffusion.seeds.masks import MASKS
 from riffusion.seeds.registry import list_masks, list_seeds, mask_grid
 from riffusion.seeds.timing import MAX_BAR_STRETCH, WIDTH_MULTIPLE, LoopTiming, choose_timing
-from riffusion.spectrogram.files import image_extension, save_image
+from riffusion.spectrogram.files import image_extension
 
 # Options that only make sense with one source; checked so a misplaced one is an error, not
 # silently ignored.
@@ -47,7 +54,11 @@ _ONLY_FOR = {
 @click.option("--audio", "audio_path", type=PATH, help="Pattern: also write the loop (wav, ...).")
 @click.option("--beats-per-bar", type=int, help="Loop or mask: beats in a bar. [4]")
 @click.option("--beats", type=int, help="Mask: beats to keep (keep-first/last-beats).")
-@click.option("--fraction", type=float, help="Mask: fraction of rows kept (keep-bottom/top).")
+@click.option(
+    "--fraction",
+    type=float,
+    help="Mask: fraction of rows kept (keep-bottom/top) or covered from the top (mask_*).",
+)
 @click.option("--strength", type=float, help="Mask: gray of the repainted parts, 0-1.")
 @click.option("--width", type=int, help="Mask: width, px. [as a seed at --bpm and --bars]")
 @overwrite_option
@@ -74,6 +85,7 @@ def seed_image(
     riffusion seed-image --pattern og_beat --bpm 120 -o seed.png --audio seed.wav
     riffusion seed-image --from loop.wav -o seed.png          (tempo estimated)
     riffusion seed-image --mask keep-first-beats --bpm 120 --beats 4 -o mask.png
+    riffusion seed-image --mask mask_top_third_75 --strength 0.5 -o mask.png
 
     The image holds whole beats (whole bars where possible) at 10 ms per column and a width that
     is a multiple of 64 px; its EXIF carries the tempo, so playback can stretch it to the asked
@@ -105,8 +117,10 @@ def seed_image(
     image_extension(output.name)
     if audio_path is not None:
         format_for_extension(audio_path.name)
-    refuse_to_overwrite([output, *([audio_path] if audio_path else [])], overwrite)
+    check_outputs([output, *([audio_path] if audio_path else [])], overwrite)
 
+    # What to write besides the image: the pattern's loop, with --audio.
+    outputs: list[tuple[Path, Audio | Image.Image]] = []
     # Exactly one of the three is given (checked above).
     if pattern:
         request = seed_request(pattern, bpm, bars, key, seed or 0)
@@ -119,7 +133,7 @@ def seed_image(
             )
         image = render_seed_image(request)
         if audio_path is not None:
-            render_loop(request).save(audio_path, overwrite=overwrite)
+            outputs.append((audio_path, render_loop(request)))
         summary = f"{pattern}, {_describe(timing)}"
     elif from_path:
         if bars is not None:
@@ -134,7 +148,8 @@ def seed_image(
         summary = f"{from_path.name}, {_describe(timing)}"
     elif mask_id:
         image, summary = _mask(mask_id, bpm, bars, beats_per_bar, beats, fraction, strength, width)
-    save_image(image, output, overwrite=overwrite)
+    outputs.insert(0, (output, image))
+    save_together(outputs)
     click.echo(f"Wrote {output} ({image.width} x {image.height} px): {summary}")
     if audio_path is not None:
         click.echo(f"Wrote {audio_path} ({timing.duration_s:.3f} s loop at {timing.bpm:g} BPM)")
@@ -210,7 +225,8 @@ def seeds(seed_images_dir: Path | None, as_json: bool) -> None:
         return
     console = Console()
     table = Table(title="Seeds")
-    for column in ("id", "BPM", "meter", "bars", "key", "width", "description / source"):
+    _id_column(table, [info.id for info in seed_list])
+    for column in ("BPM", "meter", "bars", "key", "width", "description / source"):
         table.add_column(column)
     for info in seed_list:
         table.add_row(
@@ -224,7 +240,8 @@ def seeds(seed_images_dir: Path | None, as_json: bool) -> None:
         )
     console.print(table)
     table = Table(title="Masks")
-    for column in ("id", "parameters", "description / source"):
+    _id_column(table, [mask.id for mask in mask_list])
+    for column in ("parameters", "description / source"):
         table.add_column(column)
     for mask in mask_list:
         parameters = ", ".join(f"{name}={value:g}" for name, value in mask.parameters.items())
@@ -232,6 +249,11 @@ def seeds(seed_images_dir: Path | None, as_json: bool) -> None:
             mask.id, parameters, mask.description if mask.source == "built-in" else mask.source
         )
     console.print(table)
+
+
+def _id_column(table: Table, ids: list[str]) -> None:
+    """The id column, wide enough for every id: an id is what the user types, never cut short."""
+    table.add_column("id", no_wrap=True, min_width=max(map(len, ids), default=2))
 
 
 def _text(value: float | None) -> str:

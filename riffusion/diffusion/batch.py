@@ -56,6 +56,7 @@ class BatchKey:
         latent_size: (height, width) of the latents, pixels / 8.
         guided: whether guidance runs (two UNet rows per request, else one).
         preset: the preset's name.
+        lora: the named LoRA the UNet runs with (riffusion.diffusion.named_loras), or None.
     """
 
     scheduler: str
@@ -64,6 +65,7 @@ class BatchKey:
     latent_size: tuple[int, int]
     guided: bool
     preset: str = "quality"
+    lora: str | None = None
 
     def difference(self, other: BatchKey) -> str:
         """The fields in which other differs, as "name self != other; ...", for error messages."""

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from riffusion.diffusion.presets import PresetName, check_preset_steps
+from riffusion.diffusion.prompt_weights import parse_weighted_prompt
 from riffusion.errors import RiffusionError
 
 #: Seeds are torch generator seeds: 0 to 2**64 - 1.
@@ -25,8 +26,9 @@ class PromptInput:
     """One end of an interpolation: what to generate and how strongly.
 
     Attributes:
-        prompt: text prompt; weights such as ``(piano:1.3)`` and ``[noise]`` are understood, and
-            prompts longer than CLIP's 77 tokens are encoded in chunks.
+        prompt: text prompt; weights such as ``(piano:1.3)`` and ``[noise]`` are understood
+            (within the limits of ``prompt_weights``), and prompts longer than CLIP's 77 tokens
+            are encoded in chunks.
         seed: random seed of the diffusion noise, 0 to 2**64 - 1.
         negative_prompt: what to steer away from (replaces the empty prompt of classifier-free
             guidance); None for none.
@@ -48,6 +50,9 @@ class PromptInput:
             raise RiffusionError(
                 f"negative prompt must be text, got {type(self.negative_prompt).__name__}"
             )
+        for name, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            if text is not None:
+                check_prompt_weights(name, text)
         check_seed("seed", self.seed)
         check_number("denoising", self.denoising, 0.0, 1.0)
         check_number("guidance", self.guidance, 0.0, math.inf)
@@ -65,6 +70,8 @@ class InferenceInput:
         mask_image_id: name of a mask image, or None to repaint everywhere.
         preset: how the diffusion runs (riffusion.diffusion.presets): "quality" is the original
             riffusion's path; "fast" and "realtime" do less work per clip.
+        lora: name of a LoRA the pipeline holds apart (named_loras), or None for the model as
+            loaded.
     """
 
     start: PromptInput
@@ -74,6 +81,7 @@ class InferenceInput:
     seed_image_id: str = "og_beat"
     mask_image_id: str | None = None
     preset: PresetName = "quality"
+    lora: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -82,11 +90,22 @@ class InferenceInput:
         check_number("alpha", self.alpha, 0.0, 1.0)
         check_steps("num_inference_steps", self.num_inference_steps)
         check_preset_steps(self.preset, self.num_inference_steps)
+        if self.lora is not None and (not isinstance(self.lora, str) or not self.lora):
+            raise RiffusionError(f"lora must be a name or None, got {self.lora!r}")
 
 
 def random_seed() -> int:
     """A seed drawn at random below RANDOM_SEED_LIMIT, for callers that were given none."""
     return secrets.randbelow(RANDOM_SEED_LIMIT)
+
+
+def check_prompt_weights(name: str, text: str) -> None:
+    """RiffusionError naming name when text's weights or nesting are beyond prompt_weights'
+    limits."""
+    try:
+        parse_weighted_prompt(text)
+    except RiffusionError as error:
+        raise RiffusionError(f"{name}: {error}") from None
 
 
 def check_number(name: str, value: float, low: float, high: float) -> None:

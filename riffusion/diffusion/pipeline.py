@@ -53,6 +53,7 @@ from riffusion.diffusion.deep_cache import DeepCacheUNet
 from riffusion.diffusion.downloads import DownloadProgress
 from riffusion.diffusion.inputs import InferenceInput, PromptInput, check_steps
 from riffusion.diffusion.interpolation import lerp, slerp
+from riffusion.diffusion.named_loras import use_lora
 from riffusion.diffusion.preset_weights import PresetWeights, lcm_unet, load_tiny_vae
 from riffusion.diffusion.presets import (
     QUALITY,
@@ -147,6 +148,8 @@ class RiffusionPipeline(DiffusionPipeline):
         # Set when the LCM-LoRA was fused into self.unet itself (a pipeline for LCM presets only).
         self._unet_is_lcm = False
         self._preset_lock = threading.Lock()
+        # Names of the LoRAs held apart in the UNet (riffusion.diffusion.named_loras).
+        self.named_loras: tuple[str, ...] = ()
 
     @classmethod
     def load_checkpoint(
@@ -413,6 +416,7 @@ class RiffusionPipeline(DiffusionPipeline):
         if not requests:
             return []
 
+        use_lora(self, keys[0].lora)
         preset = get_preset(keys[0].preset)
         self.prepare_preset(preset.name)
         conditionings = [
@@ -453,13 +457,20 @@ class RiffusionPipeline(DiffusionPipeline):
         Cheap (no model work), and it checks the arguments as riffuse() would.
 
         Raises:
-            RiffusionError: for images of the wrong kind or size, an unknown scheduler, or a
-                scheduler asked of a preset that runs its own.
+            RiffusionError: for images of the wrong kind or size, an unknown scheduler, a
+                scheduler asked of a preset that runs its own, or a named LoRA with an LCM preset.
         """
         _check_images(init_image, mask_image)
         self._check_size(init_image.width, init_image.height, "seed image")
         start, end, alpha = inputs.start, inputs.end, inputs.alpha
         preset = get_preset(inputs.preset)
+        if preset.lcm_lora and inputs.lora is not None:
+            # The LCM UNet is a copy fused with the LCM-LoRA; the named LoRAs live in the model's
+            # own UNet, so the pair would silently run without the style.
+            raise RiffusionError(
+                f"LoRA {inputs.lora!r} runs with the quality and fast presets, not with "
+                f"{preset.name} (its LCM-LoRA UNet does not hold the named LoRAs)"
+            )
         name = _scheduler_name(preset, scheduler)
         cls = type(self.scheduler) if name is None else scheduler_class(name)
         steps, denoising_steps = self._img2img_size(
@@ -475,6 +486,7 @@ class RiffusionPipeline(DiffusionPipeline):
             ),
             guided=preset.guided and lerp(start.guidance, end.guidance, alpha) > 1.0,
             preset=preset.name,
+            lora=inputs.lora,
         )
 
     def _img2img_size(self, preset: Preset, steps: int, denoising: float) -> tuple[int, int]:

@@ -3,15 +3,12 @@ seamless joins between clips (riffusion.render.joins)."""
 
 from riffusion.render.engine import PlannedClip, RenderedClip, Renderer, RenderPlan
 from riffusion.render.joins import Stitcher, stitch
-from riffusion.render.metrics import JoinArtefacts, join_artefacts
 
 __all__ = [
-    "JoinArtefacts",
     "PlannedClip",
     "RenderPlan",
     "RenderedClip",
     "Renderer",
     "Stitcher",
-    "join_artefacts",
     "stitch",
 ]

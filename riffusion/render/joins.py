@@ -29,11 +29,14 @@ the Stitcher joins wherever clips overlap.
 
 The Stitcher is incremental: add() returns the audio that is final once a clip is known, holding
 back only the end that the next clip may overlap, and finish() returns the rest. stitch() joins a
-whole list at once.
+whole list at once. It keeps its timeline and audio in torch on its device and works there, on
+the reconstruction's own STFT and fast Griffin-Lim (riffusion.spectrogram.reconstruction); only
+the clips coming in and the Audio going out are converted.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -43,10 +46,18 @@ from PIL import Image
 
 from riffusion.audio import Audio
 from riffusion.errors import RiffusionError
-from riffusion.spectrogram.dsp import INT16_SCALE, hz_to_mel, mel_to_hz
+from riffusion.spectrogram.dsp import INT16_SCALE
 from riffusion.spectrogram.image import mel_amplitudes_from_image
 from riffusion.spectrogram.params import SpectrogramParams
-from riffusion.spectrogram.reconstruction import QUALITIES, Quality, reconstruct_waveform
+from riffusion.spectrogram.reconstruction import (
+    QUALITIES,
+    Quality,
+    fast_griffin_lim,
+    mel_band_edges,
+    reconstruct_waveform,
+    reconstruction_istft,
+    reconstruction_stft,
+)
 
 # Columns of delivered audio each reconstruction window reaches back over (held fixed).
 CONTEXT_COLUMNS = 20
@@ -58,12 +69,10 @@ SPLICE_COLUMNS = 5
 LOUDNESS_COLUMNS = 50
 # Largest level correction, dB.
 MAX_GAIN_DB = 6.0
-# Griffin-Lim iterations that continue the phase of the delivered audio into a window, and the
-# columns after the delivered audio they work on (the bridge to the window's own phases).
+# Fast Griffin-Lim iterations that continue the phase of the delivered audio into a window, and
+# the columns after the delivered audio they work on (the bridge to the window's own phases).
 CONTINUATION_ITERATIONS = 16
 BRIDGE_COLUMNS = 30
-# Momentum of those iterations (fast Griffin-Lim, as in the reconstruction itself).
-_MOMENTUM = 0.99
 # Mel energies below this fraction of the louder side count as silence: no level matching then.
 _SILENCE = 1e-8
 # Mel amplitudes below this fraction of the loudest count as silence when channels are split.
@@ -74,7 +83,25 @@ Clip = np.ndarray | torch.Tensor | Image.Image
 
 def raised_cosine(length: int) -> np.ndarray:
     """Weights rising from 0 to 1 over length points (exclusive of both ends), float32."""
-    return (0.5 - 0.5 * np.cos(np.pi * (np.arange(length) + 0.5) / length)).astype(np.float32)
+    return _fade(length, torch.device("cpu")).numpy()
+
+
+def _fade(length: int, device: torch.device) -> torch.Tensor:
+    """raised_cosine's weights as a float32 tensor on device, (length,)."""
+    # Computed in float64 on the CPU, which every device can take the result from.
+    points = torch.arange(length, dtype=torch.float64) + 0.5
+    return (0.5 - 0.5 * torch.cos(math.pi * points / length)).to(device, torch.float32)
+
+
+def _crossfade(outgoing: torch.Tensor, incoming: torch.Tensor) -> torch.Tensor:
+    """outgoing handing over to incoming (same shapes) along the last dim on a raised cosine."""
+    fade = _fade(incoming.shape[-1], incoming.device)
+    return outgoing * (1 - fade) + incoming * fade
+
+
+def _mean_energy(mel: torch.Tensor) -> float:
+    """Mel energy per column of mel amplitudes (channels, mels, columns), summed over channels."""
+    return float(mel.square().sum(dim=(0, 1)).mean())
 
 
 class Stitcher:
@@ -92,7 +119,7 @@ class Stitcher:
         max_overlap_columns: how far a clip may reach back over the previous one. Audio is held
             back by this much (plus 100 ms) until the next clip or finish().
         match_loudness: bring each clip in at the level of the audio it joins.
-        device: torch device for the reconstruction.
+        device: torch device the stitcher keeps its timeline and audio on and works on.
     """
 
     def __init__(
@@ -115,17 +142,18 @@ class Stitcher:
         self.match_loudness = match_loudness
         self.device = torch.device(device)
         self._hop = self.params.hop_length
-        # Timeline columns [self._columns_start, self._end), all clips blended in.
-        self._columns: np.ndarray | None = None
+        # Timeline columns [self._columns_start, self._end), all clips blended in, on the device.
+        self._columns: torch.Tensor | None = None
         self._columns_start = 0
         self._origin = 0
         self._end = 0
         self._last_start = 0
         # Audio up to column self._committed has been returned; self._history holds its last
-        # CONTEXT_COLUMNS columns, self._tail the latest window's audio from there on.
+        # CONTEXT_COLUMNS columns, self._tail the latest window's audio from there on (both of the
+        # one signal all channels share, on the device).
         self._committed = 0
-        self._history: np.ndarray | None = None
-        self._tail: np.ndarray | None = None
+        self._history: torch.Tensor | None = None
+        self._tail: torch.Tensor | None = None
         self._joins: list[int] = []
         self._splices: list[int] = []
         self._finished = False
@@ -190,21 +218,21 @@ class Stitcher:
 
     # --- Placing clips ------------------------------------------------------------------------
 
-    def _as_mel(self, clip: Clip) -> np.ndarray:
-        """clip as float32 mel amplitudes (channels, mels, columns), checked against the rest."""
+    def _as_mel(self, clip: Clip) -> torch.Tensor:
+        """clip as float32 mel amplitudes (channels, mels, columns) on the device, checked against
+        the rest. Always a copy: the timeline is blended in place, and must not write to a clip
+        the caller still holds."""
         if isinstance(clip, Image.Image):
-            mel = mel_amplitudes_from_image(clip, self.params)
-        elif isinstance(clip, torch.Tensor):
-            mel = clip.detach().cpu().numpy()
-        else:
-            mel = np.asarray(clip)
-        mel = np.ascontiguousarray(mel, dtype=np.float32)
+            clip = mel_amplitudes_from_image(clip, self.params)
+        if not isinstance(clip, torch.Tensor):
+            clip = torch.from_numpy(np.ascontiguousarray(clip))
+        mel = clip.detach().to(self.device, torch.float32, copy=True)
         if mel.ndim != 3 or mel.shape[1] != self.params.num_frequencies or mel.shape[2] < 1:
             raise RiffusionError(
                 f"a clip must be mel amplitudes shaped (channels, {self.params.num_frequencies}, "
-                f"columns), got {mel.shape}"
+                f"columns), got {tuple(mel.shape)}"
             )
-        if not np.isfinite(mel).all() or (mel < 0).any():
+        if not bool((torch.isfinite(mel) & (mel >= 0)).all()):
             raise RiffusionError("a clip's mel amplitudes must be finite and non-negative")
         if self._columns is not None and mel.shape[0] != self._columns.shape[0]:
             raise RiffusionError(
@@ -213,7 +241,7 @@ class Stitcher:
             )
         return mel
 
-    def _check_placement(self, start: int, mel: np.ndarray) -> None:
+    def _check_placement(self, start: int, mel: torch.Tensor) -> None:
         if start > self._end:
             raise RiffusionError(
                 f"a clip starting at column {start} would leave a gap after the previous clip, "
@@ -232,7 +260,7 @@ class Stitcher:
                 f"({self._end})"
             )
 
-    def _level_matched(self, mel: np.ndarray, start: int) -> np.ndarray:
+    def _level_matched(self, mel: torch.Tensor, start: int) -> torch.Tensor:
         """mel scaled to enter at the level of the audio before it and relax to its own.
 
         The gain (dB) holds through the overlap, then falls to 0 dB along a raised cosine by the
@@ -246,28 +274,25 @@ class Stitcher:
         first = max(self._end - compared, self._columns_start)
         before = self._columns[..., first - self._columns_start :]
         after = mel[..., :compared]
-        energy_before = float(np.mean(np.sum(before.astype(np.float64) ** 2, axis=(0, 1))))
-        energy_after = float(np.mean(np.sum(after.astype(np.float64) ** 2, axis=(0, 1))))
+        energy_before, energy_after = _mean_energy(before), _mean_energy(after)
         louder = max(energy_before, energy_after)
         if louder == 0 or min(energy_before, energy_after) <= _SILENCE * louder:
             return mel
-        gain_db = float(
-            np.clip(10 * np.log10(energy_before / energy_after), -MAX_GAIN_DB, MAX_GAIN_DB)
-        )
-        relax = np.ones(mel.shape[-1], dtype=np.float32)
-        relax[overlap:] = 1.0 - raised_cosine(mel.shape[-1] - overlap)
+        gain_db = 10 * math.log10(energy_before / energy_after)
+        gain_db = min(max(gain_db, -MAX_GAIN_DB), MAX_GAIN_DB)
+        relax = torch.ones(mel.shape[-1], device=mel.device)
+        relax[overlap:] = 1.0 - _fade(mel.shape[-1] - overlap, mel.device)
         return mel * (10.0 ** (gain_db * relax / 20.0))
 
-    def _blend(self, mel: np.ndarray, start: int) -> None:
+    def _blend(self, mel: torch.Tensor, start: int) -> None:
         """Crossfade mel into the timeline over the overlap and append the rest."""
         assert self._columns is not None
         overlap = self._end - start
         offset = start - self._columns_start
         if overlap:
-            fade = raised_cosine(overlap)
             previous = self._columns[..., offset:]
-            self._columns[..., offset:] = previous * (1 - fade) + mel[..., :overlap] * fade
-        self._columns = np.concatenate([self._columns, mel[..., overlap:]], axis=-1)
+            self._columns[..., offset:] = _crossfade(previous, mel[..., :overlap])
+        self._columns = torch.cat([self._columns, mel[..., overlap:]], dim=-1)
 
     # --- Reconstruction -----------------------------------------------------------------------
 
@@ -282,48 +307,50 @@ class Stitcher:
         window = self._columns[..., window_start - self._columns_start :]
         # All channels share one phase, reconstructed from their mean; history and tail are of
         # that one signal, and the channels are split off it last (see split_channels).
-        waveform = self._reconstruct(window.mean(axis=0, keepdims=True))
+        waveform = self._reconstruct(window.mean(dim=0, keepdim=True))
         prefix = (self._committed - window_start) * hop
         if prefix:
             assert self._history is not None
             waveform = continue_phase(waveform, self._history[:, -prefix:], self.params)
         length = (target - self._committed) * hop
-        segment = waveform[:, prefix : prefix + length].copy()
+        segment = waveform[:, prefix : prefix + length]
         if self._tail is not None:
             # Crossfade the previous window's continuation into this one at the splice point.
             splice = min(SPLICE_COLUMNS * hop, length, self._tail.shape[-1])
-            fade = raised_cosine(splice)
-            segment[:, :splice] = self._tail[:, :splice] * (1 - fade) + segment[:, :splice] * fade
+            spliced = _crossfade(self._tail[:, :splice], segment[:, :splice])
+            segment = torch.cat([spliced, segment[:, splice:]], dim=-1)
             self._splices.append((self._committed - self._origin) * hop)
         self._tail = waveform[:, prefix + length :]
         output = segment
         if window.shape[0] > 1:
-            span = np.concatenate([waveform[:, :prefix], segment, self._tail], axis=-1)
+            span = torch.cat([waveform[:, :prefix], segment, self._tail], dim=-1)
             output = split_channels(span, window, self.params)[:, prefix : prefix + length]
-        joined = segment if self._history is None else np.concatenate([self._history, segment], -1)
+        joined = segment if self._history is None else torch.cat([self._history, segment], dim=-1)
         self._history = joined[:, -CONTEXT_COLUMNS * hop :]
         self._committed = target
-        # Keep only the columns later windows and level matching can still look at.
+        # Keep only the columns later windows and level matching can still look at (a copy, so
+        # that the rest is freed).
         keep_from = min(self._committed - CONTEXT_COLUMNS, self._end - LOUDNESS_COLUMNS)
         if keep_from > self._columns_start:
-            self._columns = self._columns[..., keep_from - self._columns_start :].copy()
+            self._columns = self._columns[..., keep_from - self._columns_start :].clone()
             self._columns_start = keep_from
-        return Audio(output / INT16_SCALE, self.sample_rate)
+        return Audio((output / INT16_SCALE).cpu().numpy(), self.sample_rate)
 
-    def _reconstruct(self, window: np.ndarray) -> np.ndarray:
+    def _reconstruct(self, window: torch.Tensor) -> torch.Tensor:
         """Waveform (channels, columns * hop) of mel amplitudes (channels, mels, columns)."""
         params = self.params
         minimum = params.n_fft // 2 // params.hop_length + 2
         columns = window.shape[-1]
         if columns < minimum:
             # Too short for the reconstruction's padding: pad with silence, then cut it off.
-            window = np.pad(window, ((0, 0), (0, 0), (0, minimum - columns)))
-        amplitudes = torch.from_numpy(np.ascontiguousarray(window)).to(self.device)
-        waveform = reconstruct_waveform(amplitudes, params, self.quality)
-        return waveform[:, : columns * params.hop_length].cpu().numpy()
+            window = torch.nn.functional.pad(window, (0, minimum - columns))
+        waveform = reconstruct_waveform(window, params, self.quality)
+        return waveform[:, : columns * params.hop_length]
 
 
-def split_channels(shared: np.ndarray, mel: np.ndarray, params: SpectrogramParams) -> np.ndarray:
+def split_channels(
+    shared: torch.Tensor, mel: torch.Tensor, params: SpectrogramParams
+) -> torch.Tensor:
     """Channels with one phase: shared (1, columns * hop) -> (channels, columns * hop).
 
     mel: the channels' mel amplitudes (channels, mels, columns); shared is the reconstruction of
@@ -333,109 +360,70 @@ def split_channels(shared: np.ndarray, mel: np.ndarray, params: SpectrogramParam
     does, and stay coherent. (Reconstructing the channels one by one gives each its own phases,
     and turns a narrow stereo image wide and hollow.)
     """
-    hop, window_length = params.hop_length, params.win_length
-    stft_args = {
-        "n_fft": window_length,
-        "hop_length": hop,
-        "win_length": window_length,
-        "window": torch.hann_window(window_length, periodic=True),
-    }
-    signal = torch.from_numpy(np.ascontiguousarray(shared, dtype=np.float32))
-    spectrum = torch.stft(signal, center=True, pad_mode="reflect", return_complex=True, **stft_args)
-    mean = mel.mean(axis=0, keepdims=True)
-    floor = max(float(mean.max()) * _SHARE_FLOOR, np.finfo(np.float32).tiny)
+    spectrum = reconstruction_stft(shared, params)  # (1, frames, bins)
+    mean = mel.mean(dim=0, keepdim=True)
+    floor = (mean.amax() * _SHARE_FLOOR).clamp(min=torch.finfo(mel.dtype).tiny)
     # Near-silent bands go to every channel alike.
-    share = np.where(mean > floor, mel / np.maximum(mean, floor), 1.0).astype(np.float32)
+    share = torch.where(mean > floor, mel / torch.maximum(mean, floor), 1.0)
     # Centred frames: one more than columns, the last on the final sample.
-    share = np.concatenate([share, share[..., -1:]], axis=-1)[..., : spectrum.shape[-1]]
-    lower, upper, weight = _band_positions(params)
-    gains = share[:, lower] * (1 - weight)[:, None] + share[:, upper] * weight[:, None]
-    channels = torch.istft(spectrum * torch.from_numpy(gains), length=shared.shape[-1], **stft_args)
-    return channels.numpy()
+    share = torch.cat([share, share[..., -1:]], dim=-1)[..., : spectrum.shape[-2]]
+    share = share.transpose(-1, -2)  # (channels, frames, mels)
+    lower, upper, weight = _band_interpolation(params, spectrum.shape[-1], mel.device)
+    gains = share[..., lower] * (1 - weight) + share[..., upper] * weight
+    return reconstruction_istft(spectrum * gains, params, shared.shape[-1])
 
 
 @lru_cache(maxsize=8)
-def _band_positions(params: SpectrogramParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each bin of an STFT as long as the window: the mel bands below and above its
-    frequency and the weight of the upper one (linear between band centres, clamped)."""
-    mel_range = hz_to_mel(
-        torch.tensor([float(params.min_frequency), float(params.max_frequency)]),
-        params.mel_scale_type,
+def _band_interpolation(
+    params: SpectrogramParams, num_bins: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each of the first num_bins bins of reconstruction_stft: the neighbouring mel bands
+    whose centres lie at or below and above its frequency, and the weight of the upper one
+    (linear in Hz between the centres; 0 below the first centre, 1 above the last).
+
+    Returns (lower band, upper band, weight), each (num_bins,), on device.
+    """
+    centres = mel_band_edges(params)[1:-1]
+    frequencies = torch.arange(num_bins, dtype=torch.float64) * (
+        params.sample_rate / params.win_length
     )
-    points = torch.linspace(float(mel_range[0]), float(mel_range[1]), params.num_frequencies + 2)
-    centres = mel_to_hz(points[1:-1], params.mel_scale_type).numpy()
-    frequencies = np.arange(params.win_length // 2 + 1) * params.sample_rate / params.win_length
-    position = np.interp(frequencies, centres, np.arange(params.num_frequencies))
-    lower = np.floor(position).astype(int)
-    upper = np.minimum(lower + 1, params.num_frequencies - 1)
-    return lower, upper, (position - lower).astype(np.float32)
+    upper = torch.searchsorted(centres, frequencies, right=True).clamp(1, centres.numel() - 1)
+    lower = upper - 1
+    weight = ((frequencies - centres[lower]) / (centres[upper] - centres[lower])).clamp(0, 1)
+    return lower.to(device), upper.to(device), weight.to(device, torch.float32)
 
 
 def continue_phase(
-    waveform: np.ndarray,
-    prefix: np.ndarray,
+    waveform: torch.Tensor,
+    prefix: torch.Tensor,
     params: SpectrogramParams,
     iterations: int = CONTINUATION_ITERATIONS,
     bridge_columns: int = BRIDGE_COLUMNS,
-) -> np.ndarray:
+) -> torch.Tensor:
     """waveform made to continue prefix: a bridge of Griffin-Lim iterations between the two.
 
     waveform: (channels, samples), a reconstruction whose STFT magnitudes are the target.
     prefix: (channels, prefix samples), audio already delivered for the start of the same stretch.
-    The bridge_columns after the prefix are iterated (on an STFT as long as the window, the
-    reconstruction's own) with the prefix held fixed before them and waveform held fixed after
-    them, keeping the magnitudes and looking for phases consistent with both: the phases of the
-    delivered audio carry on into the bridge and hand over to waveform's own at its end, where
-    the two are crossfaded over one column. Returns (channels, samples), equal to prefix at the
-    start and to waveform after the bridge.
+    The bridge_columns after the prefix are iterated (fast_griffin_lim, on the reconstruction's
+    own STFT) with the prefix held fixed before them and waveform held fixed after them, keeping
+    the magnitudes and looking for phases consistent with both: the phases of the delivered audio
+    carry on into the bridge and hand over to waveform's own at its end, where the two are
+    crossfaded over one column. Returns (channels, samples), equal to prefix at the start and to
+    waveform after the bridge.
     """
-    hop, window_length = params.hop_length, params.win_length
+    hop = params.hop_length
     length, fixed = waveform.shape[-1], prefix.shape[-1]
     free_end = min(fixed + bridge_columns * hop, length)
     # The bridge's last frames must see a whole window of what follows it.
-    part_end = min(free_end + window_length, length)
-    stft_args = {
-        "n_fft": window_length,
-        "hop_length": hop,
-        "win_length": window_length,
-        "window": torch.hann_window(window_length, periodic=True),
-    }
-
-    def spectrum(samples: torch.Tensor) -> torch.Tensor:
-        return torch.stft(
-            samples, center=True, pad_mode="reflect", return_complex=True, **stft_args
-        )
-
-    part = torch.from_numpy(np.ascontiguousarray(waveform[:, :part_end], dtype=np.float32))
-    known = torch.from_numpy(np.ascontiguousarray(prefix, dtype=np.float32))
-    held = part[:, free_end:].clone()
-    target = spectrum(part).abs()
-    signal = part.clone()
-    signal[:, :fixed] = known
-    estimate = signal
-    previous = None
-    for _ in range(iterations):
-        rebuilt = spectrum(signal)
-        # Momentum extrapolates the phase (fast Griffin-Lim), as the reconstruction does.
-        direction = rebuilt
-        if previous is not None:
-            direction = rebuilt - previous * (_MOMENTUM / (1 + _MOMENTUM))
-        previous = rebuilt
-        estimate = torch.istft(target * torch.sgn(direction), length=part_end, **stft_args)
-        signal = estimate.clone()
-        signal[:, :fixed] = known
-        signal[:, free_end:] = held
-    result = waveform.astype(np.float32, copy=True)
-    result[:, :fixed] = prefix
-    result[:, fixed:free_end] = estimate[:, fixed:free_end].numpy()
-    handover = min(hop, length - free_end)
-    if handover:
-        fade = raised_cosine(handover)
-        bridge = estimate[:, free_end : free_end + handover].numpy()
-        result[:, free_end : free_end + handover] = (
-            bridge * (1 - fade) + result[:, free_end : free_end + handover] * fade
-        )
-    return result
+    part_end = min(free_end + params.win_length, length)
+    target = reconstruction_stft(waveform[:, :part_end], params).abs()
+    start = torch.cat([prefix, waveform[:, fixed:part_end]], dim=-1)
+    estimate = fast_griffin_lim(start, params, lambda _: target, iterations, free=(fixed, free_end))
+    handover_end = min(free_end + hop, length)
+    handover = _crossfade(estimate[:, free_end:handover_end], waveform[:, free_end:handover_end])
+    return torch.cat(
+        [prefix, estimate[:, fixed:free_end], handover, waveform[:, handover_end:]], dim=-1
+    )
 
 
 def with_pre_roll(loop: np.ndarray, columns: int) -> np.ndarray:

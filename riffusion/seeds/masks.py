@@ -3,6 +3,11 @@
 Masks are 8-bit grayscale images as tall as a spectrogram (512 rows, low frequencies at the
 bottom) and as wide as the seed they go with. A mask's "strength" is the gray of its repainted
 parts (1: white, repaint fully).
+
+The mask_* masks stand in for the original riffusion app's mask files of the same ids. Its
+pipeline read masks the same way (white repainted, black kept), so they are drawn as their names
+say, not inverted: gray over part of the top (the high frequencies), black elsewhere, the number
+in the name being the gray in percent where it is not a fraction of the height (docs/seeds.md).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from PIL import Image
 from riffusion.errors import RiffusionError
 
 HEIGHT = 512
-# Width of a beat line, px (40 ms at 10 ms per column: the attack of a hit).
-BEAT_LINE_PX = 4
+# Width of a beat line, px (80 ms at 10 ms per column: the attack of a hit). The pipeline samples
+# a mask at one pixel in eight (nearest neighbour, onto the latent grid), so a line must be 8 px
+# wide to reach the latent wherever it starts; a narrower one can vanish.
+BEAT_LINE_PX = 8
 
 
 def _image(levels: np.ndarray) -> Image.Image:
@@ -34,6 +41,11 @@ def _check_fraction(fraction: float) -> None:
 def _check_strength(strength: float) -> None:
     if not 0.0 <= strength <= 1.0:
         raise RiffusionError(f"the mask strength must be between 0 and 1, got {strength:g}")
+
+
+def _check_beat_px(beat_px: float) -> None:
+    if not beat_px > 0:
+        raise RiffusionError(f"the beat spacing must be positive, got {beat_px:g} px")
 
 
 def keep_band(
@@ -77,13 +89,47 @@ def gradient(
 def beat_lines(
     width: int, beat_px: float, strength: float = 1.0, height: int = HEIGHT
 ) -> Image.Image:
-    """Keep a 4-px column at every beat (beat_px apart, from column 0); repaint between."""
+    """Keep an 8-px column at every beat (beat_px apart, from column 0); repaint between."""
     _check_strength(strength)
-    if not beat_px > 0:
-        raise RiffusionError(f"the beat spacing must be positive, got {beat_px:g} px")
+    _check_beat_px(beat_px)
     levels = np.full((height, width), strength)
     for start in np.arange(0, width, beat_px):
         levels[:, round(start) : round(start) + BEAT_LINE_PX] = 0.0
+    return _image(levels)
+
+
+def top_band(width: int, fraction: float, strength: float, height: int = HEIGHT) -> Image.Image:
+    """Repaint the top fraction of the rows (the highest frequencies) evenly; keep the rest."""
+    _check_fraction(fraction)
+    _check_strength(strength)
+    levels = np.zeros((height, width))
+    levels[: round(fraction * height)] = strength
+    return _image(levels)
+
+
+def top_fade(width: int, fraction: float, strength: float, height: int = HEIGHT) -> Image.Image:
+    """Repaint the top fraction of the rows, strength at the top row fading linearly to none
+    (black) at fraction of the height; keep the rest."""
+    _check_fraction(fraction)
+    _check_strength(strength)
+    rows = round(fraction * height)
+    levels = np.zeros((height, width))
+    levels[:rows] = np.linspace(strength, 0.0, rows, endpoint=False)[:, None]
+    return _image(levels)
+
+
+def top_beat_lines(
+    width: int, beat_px: float, fraction: float, strength: float, height: int = HEIGHT
+) -> Image.Image:
+    """Repaint an 8-px column at every beat (beat_px apart, from column 0) over the top fraction of
+    the rows; keep everything else. The inverse of beat_lines, limited to the highs."""
+    _check_fraction(fraction)
+    _check_strength(strength)
+    _check_beat_px(beat_px)
+    levels = np.zeros((height, width))
+    rows = round(fraction * height)
+    for start in np.arange(0, width, beat_px):
+        levels[:rows, round(start) : round(start) + BEAT_LINE_PX] = strength
     return _image(levels)
 
 
@@ -190,6 +236,44 @@ MASKS: dict[str, MaskSpec] = {
                 width, beat_px, beats, "last", strength
             ),
             {"beats": 4, "strength": 1.0},
+        ),
+        MaskSpec(
+            "mask_beat_lines_80",
+            "Original app's mask: repaint an 8-px line at each beat over the top half at 80 %",
+            lambda width, beat_px, fraction, strength: top_beat_lines(
+                width, beat_px, fraction, strength
+            ),
+            {"fraction": 0.5, "strength": 0.8},
+        ),
+        MaskSpec(
+            "mask_gradient_dark",
+            "Original app's mask: keep the highs, repaint more and more towards the lows",
+            lambda width, beat_px, strength: gradient(width, "down", strength),
+            {"strength": 1.0},
+        ),
+        MaskSpec(
+            "mask_gradient_top_70",
+            "Original app's mask: repaint the top 70 %, fading from white to black",
+            lambda width, beat_px, fraction, strength: top_fade(width, fraction, strength),
+            {"fraction": 0.7, "strength": 1.0},
+        ),
+        MaskSpec(
+            "mask_gradient_top_fifth_75",
+            "Original app's mask: repaint the top fifth, fading from 75 % gray to black",
+            lambda width, beat_px, fraction, strength: top_fade(width, fraction, strength),
+            {"fraction": 0.2, "strength": 0.75},
+        ),
+        MaskSpec(
+            "mask_top_third_75",
+            "Original app's mask: repaint the top third (highs) evenly at 75 %, keep the rest",
+            lambda width, beat_px, fraction, strength: top_band(width, fraction, strength),
+            {"fraction": 1 / 3, "strength": 0.75},
+        ),
+        MaskSpec(
+            "mask_top_third_95",
+            "Original app's mask: repaint the top third (highs) evenly at 95 %, keep the rest",
+            lambda width, beat_px, fraction, strength: top_band(width, fraction, strength),
+            {"fraction": 1 / 3, "strength": 0.95},
         ),
     )
 }

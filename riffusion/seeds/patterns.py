@@ -58,6 +58,39 @@ def _og_beat(score: Score) -> None:
     score.line("bass", "1.....1.1.1.....", octave=1, gain=0.7)
 
 
+def _agile(score: Score) -> None:
+    score.hits("kick", "X.....x...X..x..")
+    score.hits("snare", "....X..o.o..X..o")
+    score.hits("hat", "XoxoXoxoXoxoXoxo", gain=0.6)
+    score.line("bass", "1.18..1.1.5.8.5.", octave=1, gain=0.7)
+    score.line("lead", "5--3-5-8-7-5-3--", octave=4, gain=0.45)
+
+
+def _marim(score: Score) -> None:
+    score.line("marimba", "1.35.8.53.1.5.3.", octave=4, gain=0.8)
+    score.line("marimba", "1.......5.......", octave=3, gain=0.6)
+    score.hits("kick", "x.......x.......", gain=0.5)
+    score.hits("rim", "....x.......x...", gain=0.4)
+    score.hits("shaker", "x.o.x.o.x.o.x.o.", gain=0.3)
+
+
+def _motorway(score: Score) -> None:
+    score.hits("kick", "X...X...X...X...")
+    score.hits("snare", "....X.......X...", gain=0.8)
+    score.hits("hat", "x.x.x.x.x.x.x.x.", gain=0.6)
+    score.hits("open_hat", "..o...o...o...o.", gain=0.4)
+    # Triads in the bass register, struck on every eighth note: the engine under the beat.
+    score.chords("bass", "X-x-X-x-X-x-X-x-", octave=2, gain=0.45)
+
+
+def _vibes(score: Score) -> None:
+    score.hits("kick", "X.........x.....", gain=0.8)
+    score.hits("rim", "........x.......", gain=0.5)
+    score.hits("hat", "....o.......o...", gain=0.5)
+    score.chords("vibraphone", "x-------..x-----", octave=4, size=4, gain=0.45)
+    score.line("vibraphone", "5.......3...2...", octave=5, gain=0.5)
+
+
 def _four_on_the_floor(score: Score) -> None:
     score.hits("kick", "X...X...X...X...")
     score.hits("clap", "....X.......X...", gain=0.8)
@@ -142,6 +175,56 @@ PATTERNS: dict[str, Pattern] = {
             progression=(1, 6),
             reverb=0.1,
             compose=_og_beat,
+        ),
+        # agile, marim, motorway and vibes are our own patterns under the ids the original web
+        # app offers (its seed images were files; these are drawn in the spirit of the names).
+        Pattern(
+            id="agile",
+            description="Busy breakbeat in sixteenths with a bouncing bass and a square-wave lead",
+            bpm=140.625,
+            beats_per_bar=4,
+            key="A minor",
+            steps_per_beat=4,
+            swing=0.0,
+            progression=(1, 6, 7),
+            reverb=0.1,
+            compose=_agile,
+        ),
+        Pattern(
+            id="marim",
+            description="Marimba melody in eighths and sixteenths over a soft kick, rim and shaker",
+            bpm=93.75,
+            beats_per_bar=4,
+            key="D major",
+            steps_per_beat=4,
+            swing=0.0,
+            progression=(1, 4),
+            reverb=0.2,
+            compose=_marim,
+        ),
+        Pattern(
+            id="motorway",
+            description="Driving rock beat, kick on every beat, eighth-note bass chords",
+            bpm=140.625,
+            beats_per_bar=4,
+            key="E minor",
+            steps_per_beat=4,
+            swing=0.0,
+            progression=(1, 7, 6),
+            reverb=0.1,
+            compose=_motorway,
+        ),
+        Pattern(
+            id="vibes",
+            description="Sparse beat under ringing vibraphone seventh chords and a few notes",
+            bpm=93.75,
+            beats_per_bar=4,
+            key="F major",
+            steps_per_beat=4,
+            swing=0.0,
+            progression=(2, 5),
+            reverb=0.3,
+            compose=_vibes,
         ),
         Pattern(
             id="four_on_the_floor",

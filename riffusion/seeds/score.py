@@ -166,6 +166,8 @@ VOICES: dict[str, Voice] = {
     "bass": _pitched(synth.bass),
     "pluck": _pitched(synth.pluck),
     "marimba": _pitched(synth.marimba),
+    "vibraphone": _pitched(synth.vibraphone),
+    "lead": _pitched(synth.lead),
     "pad": _pad,
     "keys": _keys,
 }

@@ -247,6 +247,44 @@ def marimba(
     return velocity * _shaped(tone, sample_rate)
 
 
+def vibraphone(
+    sample_rate: int, frequency_hz: float, duration_s: float, velocity: float = 1.0
+) -> np.ndarray:
+    """Vibraphone: a metal bar's modes (1x, 4x and 10x its pitch) ringing for seconds under the
+    motor's tremolo (5.5 Hz), damped within 0.2 s once duration_s (at least 0.4 s) is over, as
+    when the pedal is lifted."""
+    ring_s = max(duration_s, 0.4)
+    times = _times(ring_s + 0.2, sample_rate)
+    tone = (
+        np.sin(2 * np.pi * frequency_hz * times) * _decay(times, 3.0)
+        + 0.25 * np.sin(2 * np.pi * 4.0 * frequency_hz * times) * _decay(times, 0.5)
+        + 0.08 * np.sin(2 * np.pi * 10.0 * frequency_hz * times) * _decay(times, 0.08)
+    )
+    tremolo = 1.0 - 0.3 * (0.5 - 0.5 * np.cos(2 * np.pi * 5.5 * times))
+    damper = np.ones_like(times)
+    damper[times > ring_s] = _decay(times[times > ring_s] - ring_s, 0.2)
+    return velocity * _shaped(tone * tremolo * damper, sample_rate)
+
+
+def lead(
+    sample_rate: int, frequency_hz: float, duration_s: float, velocity: float = 1.0
+) -> np.ndarray:
+    """Lead synth: a band-limited square wave (odd harmonics to 8 kHz) with a delayed vibrato,
+    low-passed, held for duration_s and released over 50 ms."""
+    times = _times(duration_s + 0.05, sample_rate)
+    # The vibrato (+-0.4 %, 5.5 Hz) fades in over 150 ms, as a player's would.
+    depth = 0.004 * np.minimum(times / 0.15, 1.0)
+    instantaneous_hz = frequency_hz * (1.0 + depth * np.sin(2 * np.pi * 5.5 * times))
+    phase = np.cumsum(instantaneous_hz) / sample_rate
+    harmonics = np.arange(1, max(int(8000 // frequency_hz), 1) + 1, 2)
+    tone = (np.sin(2 * np.pi * harmonics[:, None] * phase) / harmonics[:, None]).sum(axis=0)
+    tone = _filtered(tone, sample_rate, "lowpass", 6.0 * frequency_hz)
+    envelope = 0.75 + 0.25 * _decay(times, 0.2)
+    after = times > duration_s
+    envelope[after] *= _decay(times[after] - duration_s, 0.05)
+    return velocity * 0.8 * _shaped(tone * envelope, sample_rate)
+
+
 class LoopMixer:
     """A circular buffer of num_samples samples: one period of a loop.
 

@@ -13,32 +13,37 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request, WebSocket
-from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.exceptions import HTTPException
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from riffusion.devices import resolve_device
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.diffusion.model_settings import ModelSettings
+from riffusion.diffusion.named_loras import load_named_loras
 from riffusion.diffusion.presets import PRESETS
 from riffusion.errors import RiffusionError
+from riffusion.server.http_errors import COMMON_ERRORS, add_error_handlers
+from riffusion.server.http_middleware import BodyLimit, HeadAsGet, JsonBodies
+from riffusion.server.inference_response import inference_response
 from riffusion.server.jam_socket import JamSession
 from riffusion.server.library import SeedLibrary, UnknownId
-from riffusion.server.model import Loader, LoadProgress, ModelHolder, ModelNotReady
+from riffusion.server.limits import DEFAULT_MAX_BODY_BYTES
+from riffusion.server.model import Loader, LoadProgress, ModelHolder
 from riffusion.server.schemas import (
     ErrorModel,
     HealthModel,
     InferenceInputModel,
     InferenceOutputModel,
+    LoraListModel,
     MaskListModel,
     MaskModel,
     PresetListModel,
@@ -50,12 +55,11 @@ from riffusion.server.schemas import (
 from riffusion.server.studio import studio_router
 from riffusion.server.worker import (
     AUTO,
-    CLIENT_CLOSED_REQUEST,
+    REQUESTED_STEPS_HEADER,
+    STEPS_HEADER,
     InferenceWorker,
     MaxBatch,
-    QueueFull,
     resolve_max_batch,
-    result_unless_disconnected,
 )
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -63,10 +67,8 @@ if TYPE_CHECKING:
     from riffusion.diffusion.pipeline import RiffusionPipeline
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-# Retry-After (s) while the model loads.
-LOADING_RETRY_AFTER_S = 5
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorModel, "description": "unknown seed or mask id, or unusable input"},
     422: {"model": ErrorModel, "description": "a field missing, mistyped or out of range"},
     429: {"model": ErrorModel, "description": "the queue is full; see Retry-After"},
@@ -86,6 +88,11 @@ class ServerConfig:
             device (worker.AUTO_MAX_BATCH: 4 on CUDA, 2 on CPUs, else 1).
         quality: phase reconstruction quality of the audio.
         static_dir: the web app's files, served at /.
+        named_loras: (id, LoRA file) pairs held apart in the model, for requests and jams to
+            choose among by id (`serve --lora NAME=PATH`).
+        max_steps: the most diffusion steps a generation may run; requests (and jam clips) that
+            ask for more run this many, and say so (docs/api.md). None: no limit.
+        max_body_bytes: the largest request body taken; larger ones answer 413 unread.
     """
 
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -94,6 +101,9 @@ class ServerConfig:
     max_batch: MaxBatch = AUTO
     quality: Quality = "fast"
     static_dir: Path = STATIC_DIR
+    named_loras: tuple[tuple[str, Path], ...] = ()
+    max_steps: int | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
@@ -121,6 +131,9 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
 
         progress("loading weights", None)
         pipeline = config.model.load(download_progress=downloading, all_presets=True)
+        if config.named_loras:
+            progress("loading the named LoRAs", None)
+            load_named_loras(pipeline, dict(config.named_loras))
         progress("warming up", None)
         # The shortest schedule that runs the UNet (a one-step schedule at denoising 1 runs
         # none: the original's img2img arithmetic skips its only timestep), with guidance, so
@@ -163,6 +176,7 @@ def create_app(
         capacity=config.queue_capacity,
         quality=config.quality,
         max_batch=resolve_max_batch(config.max_batch, device),
+        max_steps=config.max_steps,
     )
 
     @contextlib.asynccontextmanager
@@ -180,13 +194,22 @@ def create_app(
         description="Real-time music from Stable Diffusion spectrograms. See docs/api.md.",
         version="0.1.0",
         lifespan=lifespan,
+        responses=COMMON_ERRORS,
     )
     app.state.model = model
     app.state.worker = worker
     app.state.library = library
+    # Innermost first: each add_middleware wraps what was added before it.
+    app.add_middleware(JsonBodies)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(HeadAsGet)
     # The original server allowed any origin; its web app may be served from elsewhere.
     app.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["*"]
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        expose_headers=[STEPS_HEADER, REQUESTED_STEPS_HEADER],
     )
 
     def health() -> HealthModel:
@@ -203,7 +226,7 @@ def create_app(
             queue=QueueModel(length=worker.queue_length, capacity=worker.capacity),
         )
 
-    _add_error_handlers(app, health)
+    add_error_handlers(app, health)
 
     @app.get("/health", response_model=HealthModel, tags=["server"])
     async def get_health() -> HealthModel:
@@ -213,6 +236,7 @@ def create_app(
     async def run_inference(body: InferenceInputModel, request: Request) -> Response:
         """Generate one clip: the original riffusion API, InferenceInput in, InferenceOutput out."""
         inputs = body.to_inference_input(config.model.preset)
+        check_lora_id(inputs.lora)
         library.check_seed_id(inputs.seed_image_id)
         if inputs.mask_image_id is not None:
             library.check_mask_id(inputs.mask_image_id)
@@ -220,14 +244,7 @@ def create_app(
         init_image, mask = await run_in_threadpool(
             library.images, inputs.seed_image_id, inputs.mask_image_id
         )
-        job = worker.submit(inputs, init_image, mask)
-        rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
-        if rendered is None:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        output = InferenceOutputModel(
-            image=rendered.image_url, audio=rendered.audio_url, duration_s=rendered.duration_s
-        )
-        return JSONResponse(output.model_dump(mode="json"))
+        return await inference_response(worker, inputs, init_image, mask, request)
 
     for path in ("/run_inference/", "/run_inference"):
         app.add_api_route(
@@ -235,10 +252,22 @@ def create_app(
             run_inference,
             methods=["POST"],
             response_model=InferenceOutputModel,
-            responses=_ERRORS,
+            responses=_INFERENCE_ERRORS,
             tags=["inference"],
             include_in_schema=path.endswith("/"),
         )
+
+    lora_ids = [name for name, _ in config.named_loras]
+
+    def check_lora_id(lora: str | None) -> None:
+        if lora is not None and lora not in lora_ids:
+            offered = ", ".join(lora_ids) or "none (start the server with --lora NAME=PATH)"
+            raise RiffusionError(f"unknown lora {lora!r}; this server offers: {offered}")
+
+    @app.get("/api/loras", response_model=LoraListModel, tags=["inference"])
+    async def get_loras() -> LoraListModel:
+        """The LoRA ids a request's (or a jam's) lora field may name."""
+        return LoraListModel(loras=lora_ids)
 
     @app.get("/api/seeds", response_model=SeedListModel, tags=["seeds"])
     async def get_seeds() -> SeedListModel:
@@ -320,7 +349,7 @@ def create_app(
             ],
         )
 
-    app.include_router(studio_router(worker, model, config.quality))
+    app.include_router(studio_router(worker, model, config.quality, _INFERENCE_ERRORS))
 
     @app.websocket("/api/jam")
     async def jam(websocket: WebSocket) -> None:
@@ -328,7 +357,9 @@ def create_app(
         await JamSession(websocket, worker, library, health, config.model.preset).run()
 
     if config.static_dir.is_dir():
-        app.mount("/", StaticFiles(directory=config.static_dir, html=True), name="static")
+        # The router's fallback rather than a mount at /, which would match every path first and
+        # answer for the routes: GET /run_inference/ 404, PUT /health 405 "Allow: GET, HEAD".
+        app.router.default = StaticFiles(directory=config.static_dir, html=True)
     else:
 
         @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -340,56 +371,3 @@ def create_app(
             )
 
     return app
-
-
-def _add_error_handlers(app: FastAPI, health: Callable[[], HealthModel]) -> None:
-    """Every error answers {"message": one line, "detail": ...} with the right status."""
-
-    def error(
-        status: int,
-        message: str,
-        detail: Any = None,
-        headers: Mapping[str, str] | None = None,
-        **extra: Any,
-    ) -> JSONResponse:
-        body = {"message": message, "detail": message if detail is None else detail, **extra}
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = exc.errors()
-        lines = []
-        for problem in problems:
-            # FastAPI prefixes the location with where it came from ("body", "query", ...).
-            location = ".".join(str(part) for part in problem["loc"][1:])
-            lines.append(f"{location}: {problem['msg']}" if location else problem["msg"])
-        detail = [
-            {key: problem[key] for key in ("loc", "msg", "type") if key in problem}
-            for problem in problems
-        ]
-        return error(422, "; ".join(lines), detail)
-
-    # Starlette's class, so that its own 404s (unknown routes, missing files) match too.
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail), headers=exc.headers)
-
-    @app.exception_handler(RiffusionError)
-    async def bad_input(_: Request, exc: RiffusionError) -> JSONResponse:
-        return error(400, str(exc))
-
-    @app.exception_handler(ModelNotReady)
-    async def not_ready(_: Request, exc: ModelNotReady) -> JSONResponse:
-        loading = exc.snapshot.status == "loading"
-        headers = {"Retry-After": str(LOADING_RETRY_AFTER_S)} if loading else None
-        what = "the model is still loading" if loading else "the model failed to load"
-        return error(
-            503,
-            f"{what}: {exc.snapshot.message}",
-            headers=headers,
-            model=health().model_dump(mode="json"),
-        )
-
-    @app.exception_handler(QueueFull)
-    async def busy(_: Request, exc: QueueFull) -> JSONResponse:
-        return error(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})

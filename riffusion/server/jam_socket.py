@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -115,10 +116,12 @@ class JamSession:
 
     async def run(self) -> None:
         await self.websocket.accept()
-        await self.send_status()
         generator = asyncio.create_task(self._generate_forever())
         try:
+            await self.send_status()
             await self._receive_forever()
+        except WebSocketDisconnect:
+            pass  # the client left while a reply was on its way: nobody is left to tell
         finally:
             generator.cancel()
             if self.job is not None:
@@ -289,9 +292,12 @@ class JamSession:
                 done = await self._render(clip)
                 if done is None or epoch != self.epoch:
                     continue  # refused for now, or replaced by a new jam
-                rendered, seed_image = done
+                job, seed_image = done
+                rendered = job.future.result()
+                # What ran: the worker cuts the steps to the server's max_steps.
+                ran = dataclasses.replace(clip, input=job.inputs)
                 joining = True
-                piece, audio = await self._join(clip, rendered, seed_image)
+                piece, audio = await self._join(ran, rendered, seed_image)
             except Exception as error:  # whatever it is, the client hears of it; the jam lives
                 if epoch == self.epoch:
                     await self._failed(clip, error, joining)
@@ -301,7 +307,8 @@ class JamSession:
             self.pending = None
             self.generated += 1
             self.last_prompt = clip.prompt
-            await self._send(self._clip_message(clip, rendered, piece, audio))
+            message = self._clip_message(ran, rendered, piece, audio, job.requested_steps)
+            await self._send(message)
             await self.send_status()
 
     async def _failed(self, clip: JamClip, error: Exception, joining: bool) -> None:
@@ -334,9 +341,14 @@ class JamSession:
 
     @staticmethod
     def _clip_message(
-        clip: JamClip, rendered: EncodedClip, piece: JamAudioPiece, audio: bytes
+        clip: JamClip,
+        rendered: EncodedClip,
+        piece: JamAudioPiece,
+        audio: bytes,
+        requested_steps: int,
     ) -> dict[str, Any]:
         rate = piece.sample_rate
+        steps = clip.input.num_inference_steps
         return ClipMessage(
             index=clip.index,
             image=rendered.image_url,
@@ -346,13 +358,15 @@ class JamSession:
             image_start_s=piece.image_start / rate,
             image_duration_s=piece.image_frames / rate,
             input=InferenceInputModel.from_inference_input(clip.input),
+            requested_steps=None if requested_steps == steps else requested_steps,
             state=clip.state,
             prompt=clip.prompt,
         ).model_dump(mode="json")
 
-    async def _render(self, clip: JamClip) -> tuple[EncodedClip, Image.Image] | None:
-        """The clip's image rendered (no audio) and the seed image it started from, or None when
-        it could not be now (queue full, job dropped)."""
+    async def _render(self, clip: JamClip) -> tuple[Job, Image.Image] | None:
+        """The clip's job, done (its result is the image, without audio, or an exception), and
+        the seed image it started from; None when it could not be run now (queue full, job
+        dropped)."""
         init_image, mask = await run_in_threadpool(
             self.library.images, clip.input.seed_image_id, clip.input.mask_image_id
         )
@@ -370,4 +384,4 @@ class JamSession:
         # Dropped from the queue, or stopped while running (the pipeline raised Cancelled).
         if job.future.cancelled() or job.cancel_event.is_set():
             return None
-        return job.future.result(), init_image
+        return job, init_image

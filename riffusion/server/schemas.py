@@ -2,28 +2,60 @@
 lists and the jam WebSocket's messages, as pydantic models with the limits docs/api.md states.
 
 Request models ignore unknown fields, as the original server did. Numbers are strict where a
-mistyped value would otherwise be silently converted: integers refuse 1.5, "1" and true; numbers
-refuse true and strings.
+mistyped value would otherwise be silently converted: integers refuse 1.5, "1" and true (but take
+1.0, which JSON Schema counts as an integer and JavaScript clients may send); numbers refuse true
+and strings. Fractions a hair outside [0, 1] (FRACTION_TOLERANCE) are taken as the bound.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from riffusion.diffusion.inputs import MAX_SEED, InferenceInput, PromptInput
 from riffusion.diffusion.presets import PresetName, resolve_preset
 from riffusion.jam import JamState
+from riffusion.server.limits import (
+    FRACTION_TOLERANCE,
+    MAX_CLIPS_AHEAD,
+    MAX_DATA_URL_CHARS,
+    MAX_GUIDANCE,
+    MAX_ID_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_STEPS,
+)
 
-MAX_GUIDANCE = 30.0
-MAX_STEPS = 150
-MAX_PROMPT_CHARS = 1000
-MAX_ID_CHARS = 100
-MAX_CLIPS_AHEAD = 10
 
-Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED, description="0 to 2**64 - 1")]
-Fraction = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
+def _integral_float_to_int(value: Any) -> Any:
+    """1.0 as 1, since JavaScript has only floats; anything else is left to strict validation
+    (which refuses 1.5, "1" and true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _clamp_fraction(value: float) -> float:
+    return min(max(value, 0.0), 1.0)
+
+
+def _none_if_empty(value: str | None) -> str | None:
+    return value or None
+
+
+_WHOLE = BeforeValidator(_integral_float_to_int)
+
+Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED, description="0 to 2**64 - 1"), _WHOLE]
+Fraction = Annotated[
+    float,
+    Field(
+        strict=True,
+        ge=-FRACTION_TOLERANCE,
+        le=1.0 + FRACTION_TOLERANCE,
+        description=f"0 to 1; values within {FRACTION_TOLERANCE:g} outside are taken as 0 or 1",
+    ),
+    AfterValidator(_clamp_fraction),
+]
 Guidance = Annotated[
     float,
     Field(strict=True, ge=0.0, le=MAX_GUIDANCE, description="classifier-free guidance scale"),
@@ -31,16 +63,40 @@ Guidance = Annotated[
 Steps = Annotated[
     int,
     Field(strict=True, ge=1, le=MAX_STEPS, description="diffusion steps of the full schedule"),
+    _WHOLE,
 ]
 Prompt = Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)]
 ImageId = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_ID_CHARS)]
-AlphaVelocity = Annotated[
-    float, Field(strict=True, gt=0.0, le=1.0, description="alpha step per clip")
+LoraId = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="a LoRA id from GET /api/loras; absent or null: the model alone",
+    ),
 ]
 Preset = Annotated[
     PresetName,
     Field(description="generation preset (GET /api/presets); absent: the server's (--preset)"),
 ]
+MaskId = Annotated[
+    Annotated[str, Field(strict=True, max_length=MAX_ID_CHARS)] | None,
+    AfterValidator(_none_if_empty),
+    Field(description='an id from GET /api/masks; null or "" for no mask'),
+]
+AlphaVelocity = Annotated[
+    float,
+    Field(
+        strict=True,
+        gt=0.0,
+        le=1.0 + FRACTION_TOLERANCE,
+        description=f"alpha step per clip: above 0, at most 1 (+{FRACTION_TOLERANCE:g}: 1)",
+    ),
+    AfterValidator(_clamp_fraction),
+]
+Index = Annotated[int, Field(strict=True, ge=0), _WHOLE]
+ClipsAhead = Annotated[int, Field(strict=True, ge=1, le=MAX_CLIPS_AHEAD), _WHOLE]
 
 
 class _Request(BaseModel):
@@ -85,10 +141,11 @@ class InferenceInputModel(_Request):
     alpha: Fraction
     num_inference_steps: Steps = 50
     seed_image_id: ImageId = "og_beat"
-    mask_image_id: ImageId | None = None
+    mask_image_id: MaskId = None
     start: PromptInputModel
     end: PromptInputModel
     preset: Preset | None = None
+    lora: LoraId | None = None
 
     def to_inference_input(self, default_preset: PresetName = "quality") -> InferenceInput:
         """The generation asked for; without a preset, default_preset's (see
@@ -105,6 +162,7 @@ class InferenceInputModel(_Request):
             seed_image_id=self.seed_image_id,
             mask_image_id=self.mask_image_id,
             preset=preset,
+            lora=self.lora,
         )
 
     @classmethod
@@ -117,6 +175,7 @@ class InferenceInputModel(_Request):
             start=PromptInputModel.from_prompt_input(inputs.start),
             end=PromptInputModel.from_prompt_input(inputs.end),
             preset=inputs.preset,
+            lora=inputs.lora,
         )
 
 
@@ -130,8 +189,7 @@ class InferenceOutputModel(BaseModel):
 
 # --- Studio ------------------------------------------------------------------------------------
 
-# A data URL of the largest upload (12 MB) in base64, with room for its header.
-DataUrl = Annotated[str, Field(strict=True, max_length=17 * 2**20)]
+DataUrl = Annotated[str, Field(strict=True, max_length=MAX_DATA_URL_CHARS)]
 
 
 class ImageToAudioModel(_Request):
@@ -232,18 +290,19 @@ class JamSettingsModel(_Request):
     guidance: Guidance | None = None
     num_inference_steps: Steps | None = None
     seed_image_id: ImageId | None = None
-    mask_image_id: ImageId | None = None
+    mask_image_id: MaskId = None
     alpha_velocity: AlphaVelocity | None = None
     seed: Seed | None = None
     preset: Preset | None = None
+    lora: LoraId | None = None
 
     def changes(self) -> dict[str, Any]:
-        """The fields the client sent. mask_image_id may be sent as null (no mask); a null
-        elsewhere means the same as leaving the field out."""
+        """The fields the client sent. mask_image_id may be sent as null or "" (no mask) and lora
+        as null (the model alone); a null elsewhere means the same as leaving the field out."""
         return {
             name: getattr(self, name)
             for name in self.model_fields_set
-            if getattr(self, name) is not None or name == "mask_image_id"
+            if getattr(self, name) is not None or name in ("mask_image_id", "lora")
         }
 
 
@@ -251,7 +310,7 @@ class StartMessage(_Request):
     type: Literal["start"]
     prompt: Prompt
     settings: JamSettingsModel = Field(default_factory=JamSettingsModel)
-    clips_ahead: Annotated[int, Field(strict=True, ge=1, le=MAX_CLIPS_AHEAD)] = 3
+    clips_ahead: ClipsAhead = 3
 
 
 class PromptMessage(_Request):
@@ -266,7 +325,7 @@ class SettingsMessage(_Request):
 
 class PlayedMessage(_Request):
     type: Literal["played"]
-    index: Annotated[int, Field(strict=True, ge=0)]
+    index: Index
 
 
 class PauseMessage(_Request):
@@ -301,6 +360,11 @@ class ClipMessage(BaseModel):
     image_start_s: float = Field(description="where the clip's image starts in the stream")
     image_duration_s: float = Field(description="how long the clip's image lasts as played")
     input: InferenceInputModel
+    requested_steps: int | None = Field(
+        default=None,
+        description="the steps the jam's settings ask for, where the server's max_steps cut them "
+        "to input.num_inference_steps; null otherwise",
+    )
     state: JamState
     prompt: str = Field(description="where the clip is heading: input.end.prompt")
 
@@ -320,3 +384,9 @@ class StatusMessage(BaseModel):
 class ErrorMessage(BaseModel):
     type: Literal["error"] = "error"
     message: str
+
+
+class LoraListModel(BaseModel):
+    """The LoRAs (trained styles) a request or a jam may choose by id."""
+
+    loras: list[str] = Field(description="ids for the lora field; `serve --lora NAME=PATH`")

@@ -12,15 +12,18 @@ import math
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from riffusion.audio import Audio
+from riffusion.audio import Audio, AudioTooLongError
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.errors import RiffusionError
+from riffusion.server.inference_response import inference_response
+from riffusion.server.limits import MAX_UPLOAD_BYTES
 from riffusion.server.model import ModelHolder
 from riffusion.server.schemas import (
     AudioOutputModel,
@@ -30,13 +33,12 @@ from riffusion.server.schemas import (
     InferenceOutputModel,
 )
 from riffusion.server.worker import (
-    CLIENT_CLOSED_REQUEST,
     InferenceWorker,
     QueueFull,
     data_url,
-    result_unless_disconnected,
 )
 from riffusion.spectrogram.converter import SpectrogramImageConverter
+from riffusion.spectrogram.image import DEFAULT_MAX_VALUE
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -44,8 +46,8 @@ from riffusion.spectrogram.reconstruction import Quality
 MAX_IMAGE_WIDTH = 6000
 #: Longest uploaded clip for audio to audio, s (two of the model's 5.12-s clips).
 MAX_CLIP_S = 10.24
-#: Largest decoded upload, bytes (a minute of 16-bit stereo WAV at 44.1 kHz is about 10 MB).
-MAX_UPLOAD_BYTES = 12 * 2**20
+#: How far, s, an upload may run over MAX_CLIP_S (encoders pad the last frame).
+CLIP_TOLERANCE_S = 0.05
 #: Image-to-audio conversions that may wait for the one running before new ones answer 429.
 CONVERSION_QUEUE = 4
 #: Rows of a spectrogram image: one per mel frequency.
@@ -110,13 +112,19 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 def decode_audio(mime: str | None, data: bytes) -> Audio:
-    """Audio from file bytes (WAV, MP3, FLAC, OGG), read with Audio.load's checks."""
+    """Audio from file bytes (WAV, MP3, FLAC, OGG), read with Audio.load's checks; longer than
+    a clip may be, it is refused before it is decoded in full."""
     suffix = _AUDIO_SUFFIXES.get(mime or "", ".wav")
     with tempfile.TemporaryDirectory(prefix="riffusion-upload-") as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            return Audio.load(path)
+            return Audio.load(path, max_duration_s=MAX_CLIP_S + CLIP_TOLERANCE_S)
+        except AudioTooLongError:
+            raise RiffusionError(
+                f"the audio is longer than {MAX_CLIP_S + CLIP_TOLERANCE_S:.2f} s; "
+                f"send clips of at most {MAX_CLIP_S} s"
+            ) from None
         except RiffusionError as error:
             # The temporary path means nothing to the client.
             raise RiffusionError(str(error).replace(str(path), "audio")) from None
@@ -124,7 +132,7 @@ def decode_audio(mime: str | None, data: bytes) -> Audio:
 
 def spectrogram_of_clip(audio: Audio, converter: SpectrogramImageConverter) -> Image.Image:
     """The spectrogram image of a clip, cut to a multiple of 64 columns for the model."""
-    if audio.duration_s > MAX_CLIP_S + 0.05:
+    if audio.duration_s > MAX_CLIP_S + CLIP_TOLERANCE_S:
         raise RiffusionError(
             f"the audio is {audio.duration_s:.2f} s long; send clips of at most {MAX_CLIP_S} s"
         )
@@ -139,8 +147,14 @@ def spectrogram_of_clip(audio: Audio, converter: SpectrogramImageConverter) -> I
     return image.crop((0, 0, width, image.height))
 
 
-def studio_router(worker: InferenceWorker, model: ModelHolder, quality: Quality) -> APIRouter:
-    """The studio endpoints, running generations on worker and conversions on a thread."""
+def studio_router(
+    worker: InferenceWorker,
+    model: ModelHolder,
+    quality: Quality,
+    inference_errors: dict[int | str, dict[str, Any]],
+) -> APIRouter:
+    """The studio endpoints, running generations on worker and conversions on a thread;
+    inference_errors: the error responses of a generation, for the OpenAPI schema."""
     router = APIRouter(tags=["studio"])
     converter = SpectrogramImageConverter(quality=quality)
     # Conversions need no model but are heavy: one at a time, a few waiting, others 429.
@@ -150,19 +164,29 @@ def studio_router(worker: InferenceWorker, model: ModelHolder, quality: Quality)
     @router.post(
         "/api/image_to_audio",
         response_model=AudioOutputModel,
-        responses={400: {"model": ErrorModel}, 429: {"model": ErrorModel}},
+        responses={
+            400: {"model": ErrorModel, "description": "not an image, or not a spectrogram's size"},
+            422: inference_errors[422],
+            429: {"model": ErrorModel, "description": "conversions are queued; see Retry-After"},
+        },
     )
     async def image_to_audio(body: ImageToAudioModel) -> AudioOutputModel:
         """The sound of a spectrogram image (512 rows, 10 ms per column), e.g. a drawn one."""
         nonlocal waiting
-        _, data = decode_data_url(body.image, "image")
+        _, data = await run_in_threadpool(decode_data_url, body.image, "image")
         image = await run_in_threadpool(decode_image, data)
         if waiting >= CONVERSION_QUEUE:
             raise QueueFull(CONVERSION_QUEUE, retry_after_s=2)
         waiting += 1
         try:
             async with conversions:
-                audio = await run_in_threadpool(converter.audio_from_spectrogram_image, image, True)
+                # The audio is peak-normalised, so the upload's MAX_VALUE tag would only scale it
+                # (og_beat's own tag, 3e7 or 1e3 differ by less than -80 dB of its peak). It is
+                # not read, so that no tag, such as 1e38 overflowing to infinity, reaches the MP3
+                # encoder (whose assertion on non-finite samples ends the process).
+                audio = await run_in_threadpool(
+                    converter.audio_from_spectrogram_image, image, True, DEFAULT_MAX_VALUE
+                )
                 mp3 = await run_in_threadpool(audio.to_bytes, "mp3")
         finally:
             waiting -= 1
@@ -171,15 +195,11 @@ def studio_router(worker: InferenceWorker, model: ModelHolder, quality: Quality)
     @router.post(
         "/api/audio_to_audio",
         response_model=InferenceOutputModel,
-        responses={
-            400: {"model": ErrorModel},
-            429: {"model": ErrorModel},
-            503: {"model": ErrorModel},
-        },
+        responses=inference_errors,
     )
     async def audio_to_audio(body: AudioToAudioModel, request: Request) -> Response:
         """A clip (at most 10.24 s) re-imagined from a prompt: img2img on its spectrogram."""
-        mime, data = decode_data_url(body.audio, "audio")
+        mime, data = await run_in_threadpool(decode_data_url, body.audio, "audio")
         model.pipeline()  # 503 before the work of decoding for a model that cannot run
         audio = await run_in_threadpool(decode_audio, mime, data)
         image = await run_in_threadpool(spectrogram_of_clip, audio, converter)
@@ -197,13 +217,6 @@ def studio_router(worker: InferenceWorker, model: ModelHolder, quality: Quality)
             num_inference_steps=body.num_inference_steps,
             seed_image_id="upload",
         )
-        job = worker.submit(inputs, image, None)
-        rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
-        if rendered is None:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        output = InferenceOutputModel(
-            image=rendered.image_url, audio=rendered.audio_url, duration_s=rendered.duration_s
-        )
-        return JSONResponse(output.model_dump(mode="json"))
+        return await inference_response(worker, inputs, image, None, request)
 
     return router

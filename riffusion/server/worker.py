@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import dataclasses
 import io
 import math
 import threading
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
 JPEG_QUALITY = 95
 # The status nginx made conventional for "the client closed the request".
 CLIENT_CLOSED_REQUEST = 499
+#: Response headers of a generation: the steps its clip ran with, and, when the server's
+#: max_steps cut the request's steps down, the steps the request asked for.
+STEPS_HEADER = "X-Riffusion-Steps"
+REQUESTED_STEPS_HEADER = "X-Riffusion-Requested-Steps"
 # How often (s) a waiting request checks whether its client is still there.
 DISCONNECT_POLL_S = 0.25
 # Seconds per job assumed for Retry-After before any job has been timed.
@@ -129,6 +134,9 @@ def data_url(mime_type: str, data: bytes) -> str:
 class Job:
     """One generation waiting for or running on the worker; its result arrives in future.
 
+    inputs are what runs: the request's, with its steps cut to the worker's max_steps;
+    requested_steps the steps the request asked for.
+
     with_audio=False skips phase reconstruction and MP3 encoding: for callers that make the
     audio themselves from the result's image (the jam joins its clips' audio).
     """
@@ -139,14 +147,26 @@ class Job:
         init_image: Image.Image,
         mask_image: Image.Image | None,
         with_audio: bool = True,
+        requested_steps: int | None = None,
     ) -> None:
         self.inputs = inputs
+        self.requested_steps = (
+            inputs.num_inference_steps if requested_steps is None else requested_steps
+        )
         self.init_image = init_image
         self.mask_image = mask_image
         self.with_audio = with_audio
         self.future: concurrent.futures.Future[EncodedClip] = concurrent.futures.Future()
         # Checked by the pipeline between diffusion steps.
         self.cancel_event = threading.Event()
+
+    @property
+    def steps_headers(self) -> dict[str, str]:
+        """The response headers that say how many steps the clip ran (and asked for, if cut)."""
+        headers = {STEPS_HEADER: str(self.inputs.num_inference_steps)}
+        if self.requested_steps != self.inputs.num_inference_steps:
+            headers[REQUESTED_STEPS_HEADER] = str(self.requested_steps)
+        return headers
 
 
 def job_result(job: Job) -> asyncio.Future[EncodedClip]:
@@ -192,6 +212,8 @@ class InferenceWorker:
         max_batch: jobs that may run through the UNet together; 1 runs them one at a time.
         gather_s: with max_batch > 1, how long to wait for a fuller batch when jobs are already
             waiting as a run ends (see BATCH_GATHER_S).
+        max_steps: the most diffusion steps a job may run; jobs asking for more run this many
+            (None: no limit). What a request may cost, for servers whose clients time out.
 
     Attributes:
         completed: jobs that ran to an end (a result, an error or a cancellation).
@@ -206,16 +228,20 @@ class InferenceWorker:
         quality: Quality = "fast",
         max_batch: int = 1,
         gather_s: float = BATCH_GATHER_S,
+        max_steps: int | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         self.model = model
         self.capacity = capacity
         self.quality = quality
         self.max_batch = max_batch
         self.gather_s = gather_s
+        self.max_steps = max_steps
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
         self._condition = threading.Condition()
@@ -260,6 +286,7 @@ class InferenceWorker:
     ) -> Job:
         """Queue a generation; its EncodedClip (or exception) arrives in job.future.
 
+        Steps above max_steps are cut to it: job.inputs holds what runs.
         with_audio=False: the clip comes without audio (see Job).
 
         Raises:
@@ -267,7 +294,10 @@ class InferenceWorker:
             QueueFull: capacity jobs are already waiting.
         """
         self.model.pipeline()  # raises ModelNotReady
-        job = Job(inputs, init_image, mask_image, with_audio)
+        requested_steps = inputs.num_inference_steps
+        if self.max_steps is not None and requested_steps > self.max_steps:
+            inputs = dataclasses.replace(inputs, num_inference_steps=self.max_steps)
+        job = Job(inputs, init_image, mask_image, with_audio, requested_steps)
         with self._condition:
             if self._stopping:
                 raise RuntimeError("the inference worker has stopped")

@@ -6,15 +6,15 @@ image whose height does not match its parameters) raises RiffusionError with the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import ExifTags, Image
 
+from riffusion.atomic_files import cannot_write
 from riffusion.errors import RiffusionError
-from riffusion.spectrogram.image import save_spectrogram_image
+from riffusion.spectrogram.image import max_value_from_image, save_spectrogram_image
 from riffusion.spectrogram.params import ExifTag, SpectrogramParams
 
 # Extension -> Pillow format, for the formats that carry the EXIF holding the parameters.
@@ -46,10 +46,21 @@ def load_image(path: str | Path) -> Image.Image:
         raise RiffusionError(f"{path}: file is empty")
     try:
         image = Image.open(path)
-        # Decode now: Pillow opens lazily, and truncated data only fails on load.
+        # Pillow would only warn below twice its limit, and decode gigabytes.
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and image.width * image.height > limit:
+            raise RiffusionError(
+                f"{path}: the image is too large ({image.width} x {image.height} pixels; at "
+                f"most {limit} pixels are read)"
+            )
+        # Decode now: Pillow opens lazily, and truncated data only fails on load; the same goes
+        # for the EXIF, parsed on first use.
         image.load()
+        image.getexif()
     except Image.UnidentifiedImageError:
         raise RiffusionError(f"{path}: not an image file (format not recognised)") from None
+    except RiffusionError:
+        raise
     # Pillow's decoders raise many types for malformed data (OSError, SyntaxError, ValueError,
     # struct.error, DecompressionBombError, ...); all mean the same thing here.
     except Exception as error:
@@ -68,7 +79,7 @@ def save_image(image: Image.Image, path: str | Path, overwrite: bool = False) ->
     try:
         return save_spectrogram_image(image, path)
     except OSError as error:
-        raise RiffusionError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise cannot_write(path, error) from None
 
 
 def exif_tag_name(tag: int) -> str:
@@ -112,9 +123,9 @@ def read_spectrogram_image(path: str | Path) -> SpectrogramImage:
     missing_tags = tuple(tag.name for tag in PARAMETER_TAGS if int(tag) not in exif)
     try:
         params = SpectrogramParams() if missing_tags else SpectrogramParams.from_exif(exif)
+        max_value_from_image(image)
     except RiffusionError as error:
         raise RiffusionError(f"{path}: {error}") from None
-    _check_max_value(path, exif.get(int(ExifTag.MAX_VALUE)))
     if image.height != params.num_frequencies:
         source = "the defaults, as its EXIF lacks them" if missing_tags else "from its EXIF"
         raise RiffusionError(
@@ -122,21 +133,3 @@ def read_spectrogram_image(path: str | Path) -> SpectrogramImage:
             f"({source}) have {params.num_frequencies} frequency rows"
         )
     return SpectrogramImage(image, params, missing_tags)
-
-
-def _check_max_value(path: Path, value: Any) -> None:
-    """Refuse a MAX_VALUE tag that is not a number >= 0 (it scales every amplitude).
-
-    Zero is what silence gets, and the image module reads it as absent.
-    """
-    if value is None:
-        return
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and number >= 0):
-        raise RiffusionError(
-            f"{path}: EXIF tag {int(ExifTag.MAX_VALUE)} (MAX_VALUE) must be a number >= 0, "
-            f"got {value!r}"
-        )

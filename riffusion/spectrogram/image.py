@@ -7,6 +7,7 @@ stereo puts the left channel in G and the right in B (R is zero). The max amplit
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,14 @@ from PIL import Image
 
 from riffusion.atomic_files import write_atomically
 from riffusion.errors import RiffusionError
-from riffusion.spectrogram.params import ExifTag, SpectrogramParams
+from riffusion.spectrogram.params import ExifTag, SpectrogramParams, exif_number
 
 # What the original assumed when an image carries no MAX_VALUE tag.
 DEFAULT_MAX_VALUE = 30e6
+#: Largest MAX_VALUE accepted (an int16-scaled mel amplitude). Real music gives about 5e7; no
+#: 16-bit signal comes near 1e15 at any parameters in range, and reconstruction stays finite
+#: far beyond it (it was checked to 1e25; float32 itself overflows at 3.4e38).
+MAX_MAX_VALUE = 1e15
 
 
 def image_from_mel_amplitudes(
@@ -51,9 +56,14 @@ def image_from_mel_amplitudes(
 
 
 def max_value_from_image(image: Image.Image) -> float | None:
-    """The MAX_VALUE EXIF tag of image, or None when absent."""
+    """The MAX_VALUE EXIF tag of image, or None when absent.
+
+    Raises:
+        RiffusionError: the tag is not a number from 0 to MAX_MAX_VALUE (it scales every
+            amplitude, so a wild one turns the image into noise or overflows).
+    """
     value = image.getexif().get(int(ExifTag.MAX_VALUE))
-    return None if value is None else float(value)
+    return None if value is None else exif_number(ExifTag.MAX_VALUE, value, 0, MAX_MAX_VALUE)
 
 
 def mel_amplitudes_from_image(
@@ -65,6 +75,9 @@ def mel_amplitudes_from_image(
     reads R of an RGB image (all channels are equal in images riffusion writes); stereo reads G
     (left) and B (right). max_value defaults to the image's MAX_VALUE tag, else the original's
     fallback of 3e7.
+
+    Raises:
+        RiffusionError: the height is not num_frequencies, or the MAX_VALUE tag is unusable.
     """
     if image.height != params.num_frequencies:
         raise RiffusionError(
@@ -91,10 +104,12 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def save_spectrogram_image(image: Image.Image, path: str | Path) -> Path:
-    """Write image with its EXIF (Pillow drops EXIF on save unless it is passed explicitly).
+def write_spectrogram_image(image: Image.Image, path: Path) -> None:
+    """Write image with its EXIF straight to path (Pillow drops EXIF on save unless it is passed
+    explicitly); the format follows path's extension."""
+    image.save(path, exif=image.getexif())
 
-    Written whole or not at all (riffusion.atomic_files.write_atomically).
-    """
-    exif = image.getexif()
-    return write_atomically(Path(path), lambda temporary: image.save(temporary, exif=exif))
+
+def save_spectrogram_image(image: Image.Image, path: str | Path) -> Path:
+    """write_spectrogram_image, whole or not at all (riffusion.atomic_files.write_atomically)."""
+    return write_atomically(Path(path), functools.partial(write_spectrogram_image, image))

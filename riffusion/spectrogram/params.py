@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from enum import IntEnum
 from typing import Any
 
+from riffusion.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from riffusion.errors import RiffusionError
 
 
@@ -38,6 +40,23 @@ _EXIF_FIELDS: dict[ExifTag, tuple[str, type]] = {
     ExifTag.POWER_FOR_IMAGE: ("power_for_image", float),
 }
 
+#: Field -> (lowest, highest) value accepted, inclusive. Wide enough for any spectrogram worth
+#: making (the defaults sit well inside), narrow enough that no combination asks for absurd sizes
+#: (an FFT of a billion samples) or arithmetic that overflows. Values read from EXIF are held to
+#: them too, so a damaged or hostile image is refused with the tag named.
+PARAMETER_RANGES: dict[str, tuple[float, float]] = {
+    "sample_rate": (MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+    "step_size_ms": (1, 1000),
+    "window_duration_ms": (1, 1000),
+    "padded_duration_ms": (1, 1000),
+    "num_frequencies": (1, 4096),
+    "min_frequency": (0, MAX_SAMPLE_RATE // 2),
+    "max_frequency": (1, MAX_SAMPLE_RATE // 2),
+    "power_for_image": (0.01, 10.0),
+}
+# The stereo flag is stored as the integer 0 or 1.
+_EXIF_RANGES = {**PARAMETER_RANGES, "stereo": (0, 1)}
+
 
 @dataclass(frozen=True)
 class SpectrogramParams:
@@ -56,6 +75,8 @@ class SpectrogramParams:
         max_mel_iters: iterations of the original's iterative inverse mel (kept for compatibility).
         num_griffin_lim_iters: Griffin-Lim iterations of the original algorithm.
         power_for_image: exponent applied to normalised amplitudes before quantising to pixels.
+
+    Numeric fields must lie within PARAMETER_RANGES; RiffusionError lists every problem.
     """
 
     stereo: bool = False
@@ -74,29 +95,15 @@ class SpectrogramParams:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.sample_rate <= 0:
-            problems.append(f"sample_rate must be positive (got {self.sample_rate})")
-        for name in ("step_size_ms", "window_duration_ms", "padded_duration_ms"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive (got {getattr(self, name)})")
+        for name, (low, high) in PARAMETER_RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low:g} and {high:g} (got {value})")
         if self.padded_duration_ms < self.window_duration_ms:
             problems.append(
                 f"padded_duration_ms ({self.padded_duration_ms}) must be at least "
                 f"window_duration_ms ({self.window_duration_ms})"
             )
-        if not problems:
-            # A hop or window of zero samples would only fail inside torch.stft.
-            for name, samples in (
-                ("step_size_ms", self.hop_length),
-                ("window_duration_ms", self.win_length),
-            ):
-                if samples < 1:
-                    problems.append(
-                        f"{name} ({getattr(self, name)} ms) is shorter than one sample at "
-                        f"{self.sample_rate} Hz"
-                    )
-        if self.num_frequencies < 1:
-            problems.append(f"num_frequencies must be at least 1 (got {self.num_frequencies})")
         if not 0 <= self.min_frequency < self.max_frequency <= self.sample_rate / 2:
             problems.append(
                 "frequencies must satisfy 0 <= min_frequency < max_frequency <= sample_rate / 2 "
@@ -110,8 +117,6 @@ class SpectrogramParams:
             problems.append(
                 f"mel_scale_type must be 'htk' or 'slaney' (got {self.mel_scale_type!r})"
             )
-        if self.power_for_image <= 0:
-            problems.append(f"power_for_image must be positive (got {self.power_for_image})")
         if problems:
             raise RiffusionError("invalid spectrogram parameters: " + "; ".join(problems))
 
@@ -140,7 +145,13 @@ class SpectrogramParams:
 
     @classmethod
     def from_exif(cls, exif: Mapping[int, Any]) -> SpectrogramParams:
-        """Parameters from an image's EXIF; raises RiffusionError naming any missing tag."""
+        """Parameters from an image's EXIF.
+
+        Raises:
+            RiffusionError: naming any missing tag, any tag whose value is not a finite number
+                (a whole one where the field is an integer) within PARAMETER_RANGES, and
+                values that do not fit together.
+        """
         missing = [tag.name for tag in _EXIF_FIELDS if int(tag) not in exif]
         if missing:
             raise RiffusionError(
@@ -148,16 +159,43 @@ class SpectrogramParams:
                 + ", ".join(missing)
                 + ")"
             )
-        values = {}
-        for tag, (name, kind) in _EXIF_FIELDS.items():
-            try:
-                values[name] = kind(exif[int(tag)])
-            except (TypeError, ValueError):
-                raise RiffusionError(
-                    f"EXIF tag {int(tag)} ({tag.name}) has an unreadable value {exif[int(tag)]!r}"
-                ) from None
+        values: dict[str, Any] = {
+            name: _exif_number(tag, exif[int(tag)], whole=kind is int)
+            for tag, (name, kind) in _EXIF_FIELDS.items()
+        }
         values["stereo"] = bool(values["stereo"])
-        return cls(**values)
+        try:
+            return cls(**values)
+        except RiffusionError as error:
+            raise RiffusionError(f"EXIF: {error}") from None
+
+
+def _exif_number(tag: ExifTag, value: Any, whole: bool) -> int | float:
+    """value of a parameter tag as a number within its PARAMETER_RANGES (an int when whole)."""
+    low, high = _EXIF_RANGES[_EXIF_FIELDS[tag][0]]
+    number = exif_number(tag, value, low, high, whole)
+    return int(number) if whole else number
+
+
+def exif_number(tag: ExifTag, value: Any, low: float, high: float, whole: bool = False) -> float:
+    """value, as read from EXIF tag, as a finite number from low to high (a whole one when whole).
+
+    Raises:
+        RiffusionError: naming the tag and showing the value, for anything else.
+    """
+    try:
+        number = float(value)
+    # Pillow hands over ints, floats, rationals, strings, bytes or tuples, as the file says.
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if math.isfinite(number) and low <= number <= high and (number.is_integer() or not whole):
+        return number
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    kind = "a whole number" if whole else "a number"
+    raise RiffusionError(
+        f"EXIF tag {int(tag)} ({tag.name}) must be {kind} from {low:g} to {high:g}, got {shown}"
+    )
 
 
 FIELD_NAMES = tuple(field.name for field in fields(SpectrogramParams))

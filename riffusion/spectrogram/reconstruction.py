@@ -29,13 +29,14 @@ See docs/benchmarks.md for measurements against "original".
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 import torch
 
-from riffusion.spectrogram.dsp import hann_window, hz_to_mel, mel_filterbank, mel_to_hz
+from riffusion.spectrogram.dsp import hann_window, hz_to_mel, mel_filterbank, mel_to_hz, stft
 from riffusion.spectrogram.params import SpectrogramParams
 
 Quality = Literal["fast", "high", "original"]
@@ -78,7 +79,7 @@ def griffin_lim(
     magnitudes: torch.Tensor,
     params: SpectrogramParams,
     num_iters: int,
-    momentum: float = 0.99,
+    momentum: float = _MOMENTUM,
     length: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -86,15 +87,22 @@ def griffin_lim(
 
     magnitudes: (channels, n_fft // 2 + 1, frames) -> waveform (channels, length); the iterations
     run on the natural (frames - 1) * hop_length samples, and only the final inverse is cut or
-    extended to length.
+    extended to length. This is the original's algorithm on its own STFT (n_fft samples, window
+    zero-padded), kept apart from fast_griffin_lim as the reference the other qualities are
+    measured against.
     """
     window = hann_window(params, magnitudes.device, magnitudes.dtype)
-    stft_args = dict(
-        n_fft=params.n_fft,
-        hop_length=params.hop_length,
-        win_length=params.win_length,
-        window=window,
-    )
+
+    def inverse(spectrum: torch.Tensor, samples: int | None = None) -> torch.Tensor:
+        return torch.istft(
+            spectrum,
+            n_fft=params.n_fft,
+            hop_length=params.hop_length,
+            win_length=params.win_length,
+            window=window,
+            length=samples,
+        )
+
     # torchaudio draws real and imaginary parts uniformly from [0, 1).
     angles = torch.complex(
         torch.rand(magnitudes.shape, generator=generator, device=magnitudes.device),
@@ -102,20 +110,11 @@ def griffin_lim(
     ).to(torch.complex64 if magnitudes.dtype == torch.float32 else torch.complex128)
     previous = torch.zeros((), dtype=magnitudes.dtype, device=magnitudes.device)
     for _ in range(num_iters):
-        waveform = torch.istft(magnitudes * angles, **stft_args)
-        rebuilt = torch.stft(
-            waveform,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-            **stft_args,
-        )
+        rebuilt = stft(inverse(magnitudes * angles), params)
         angles = rebuilt - previous * (momentum / (1 + momentum))
         angles = angles / (angles.abs() + 1e-16)
         previous = rebuilt
-    return torch.istft(magnitudes * angles, length=length, **stft_args)
+    return inverse(magnitudes * angles, length)
 
 
 @dataclass(frozen=True)
@@ -164,6 +163,22 @@ class _Grid:
     frequency_gradient_scale: float
 
 
+def mel_band_edges(params: SpectrogramParams) -> torch.Tensor:
+    """Corner frequencies of the mel bands, Hz, float64, shaped (num_frequencies + 2,).
+
+    Band i rises from edge i to its centre, edge i + 1, and falls to edge i + 2; the edges are
+    equally spaced in mels from min_frequency to max_frequency.
+    """
+    mel_range = hz_to_mel(
+        torch.tensor([params.min_frequency, params.max_frequency], dtype=torch.float64),
+        params.mel_scale_type,
+    )
+    return mel_to_hz(
+        torch.linspace(float(mel_range[0]), float(mel_range[1]), params.num_frequencies + 2),
+        params.mel_scale_type,
+    )
+
+
 @lru_cache(maxsize=8)
 def _grid(params: SpectrogramParams, device: torch.device, dtype: torch.dtype) -> _Grid:
     """The reconstruction constants for params, built in float64 on the CPU once and cached."""
@@ -202,14 +217,7 @@ def _grid(params: SpectrogramParams, device: torch.device, dtype: torch.dtype) -
     filters, inverse_mel = filters[:num_bins], inverse_mel[:num_bins]
 
     # Where mel bands are at least a bin apart, they no longer pin down each bin's magnitude.
-    mel_range = hz_to_mel(
-        torch.tensor([params.min_frequency, params.max_frequency], dtype=torch.float64),
-        params.mel_scale_type,
-    )
-    edges = mel_to_hz(
-        torch.linspace(float(mel_range[0]), float(mel_range[1]), params.num_frequencies + 2),
-        params.mel_scale_type,
-    )
+    edges = mel_band_edges(params)
     centres, spacing = edges[1:-1], edges[2:] - edges[1:-1]
     bin_hz = params.sample_rate / n_fft
     dense = (spacing < bin_hz).nonzero()
@@ -291,9 +299,10 @@ def _overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
 
 
 def _istft(spectrum: torch.Tensor, grid: _Grid, envelope: torch.Tensor) -> torch.Tensor:
-    """Least-squares inverse of _stft: (channels, frames, n_fft // 2 + 1) -> (channels, samples).
+    """Least-squares inverse of _stft: (channels, frames, bins) -> (channels, samples).
 
-    envelope: overlap-added squared window, (samples,) (see _window_envelope).
+    Bins missing up to n_fft // 2 + 1 count as silent. envelope: overlap-added squared window of
+    those frames, (samples,) (see _window_envelope).
     """
     frames = torch.fft.irfft(spectrum, n=grid.n_fft, dim=-1).mul_(grid.window)
     pad = grid.n_fft // 2
@@ -311,6 +320,78 @@ def _window_envelope(grid: _Grid, num_frames: int, length: int) -> torch.Tensor:
     pad = grid.n_fft // 2
     # Hann windows overlap-add to a positive envelope wherever frames cover; guard the rest.
     return summed[pad : pad + length].clamp(min=1e-10)
+
+
+def reconstruction_stft(waveform: torch.Tensor, params: SpectrogramParams) -> torch.Tensor:
+    """The STFT the reconstruction works on: FFT and Hann window of win_length samples.
+
+    waveform (channels, samples) -> complex (channels, 1 + samples // hop_length frames, bins):
+    centred frames, frames first, cut to the bins up to max_frequency (the bins above are silent
+    in every spectrogram riffusion writes).
+    """
+    return _stft(waveform, _grid(params, waveform.device, waveform.dtype))
+
+
+def reconstruction_istft(
+    spectrum: torch.Tensor, params: SpectrogramParams, length: int
+) -> torch.Tensor:
+    """Least-squares inverse of reconstruction_stft: (channels, frames, bins) -> (channels, length).
+
+    The frames must cover length samples (1 + length // hop_length of them do).
+    """
+    grid = _grid(params, spectrum.device, spectrum.dtype.to_real())
+    return _istft(spectrum, grid, _window_envelope(grid, spectrum.shape[-2], length))
+
+
+def fast_griffin_lim(
+    waveform: torch.Tensor,
+    params: SpectrogramParams,
+    magnitude_step: Callable[[torch.Tensor], torch.Tensor],
+    num_iters: int,
+    free: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) on reconstruction_stft's grid.
+
+    Each iteration takes the signal's STFT, extrapolates its phase with momentum, gives it the
+    magnitudes that magnitude_step returns and resynthesises. magnitude_step receives the STFT's
+    own magnitudes, (channels, frames, bins), which it may change in place, and returns the target
+    magnitudes, same shape.
+
+    waveform: (channels, samples), the first iterate.
+    free: samples [start, end) the iterations may change; the others stay waveform's in every
+        signal analysed (audio already delivered, say). None: all samples are free.
+    Returns the last resynthesis, (channels, samples), including where it was not free: there it
+    shows how the iterate carries on past the free span.
+    """
+    grid = _grid(params, waveform.device, waveform.dtype)
+    length = waveform.shape[-1]
+    num_frames = _num_stft_frames(grid, length)
+    envelope = _window_envelope(grid, num_frames, length)
+    # The spectrum lives in a full-width buffer whose bins past num_bins stay zero, so the inverse
+    # FFT need not pad it on every iteration.
+    spectrum = waveform.new_zeros(
+        *waveform.shape[:-1], num_frames, grid.n_fft // 2 + 1, dtype=waveform.dtype.to_complex()
+    )
+    used = spectrum[..., : grid.num_bins]
+    signal = estimate = waveform
+    previous = None
+    for _ in range(num_iters):
+        rebuilt = _stft(signal, grid)
+        # Momentum extrapolates the phase: t_n = c_n + alpha (c_n - c_{n-1}), up to scale.
+        direction = (
+            rebuilt
+            if previous is None
+            else rebuilt.sub(previous, alpha=_MOMENTUM / (1 + _MOMENTUM))
+        )
+        previous = rebuilt
+        torch.mul(torch.sgn(direction), magnitude_step(rebuilt.abs()), out=used)
+        estimate = _istft(spectrum, grid, envelope)
+        if free is None:
+            signal = estimate
+        else:
+            signal = waveform.clone()
+            signal[..., free[0] : free[1]] = estimate[..., free[0] : free[1]]
+    return estimate
 
 
 def _phase_derivatives(
@@ -468,56 +549,40 @@ def _griffin_lim_mel(
     mel_amplitudes: torch.Tensor,
     magnitudes: torch.Tensor,
     phase: torch.Tensor,
-    grid: _Grid,
+    params: SpectrogramParams,
     num_iters: int,
 ) -> torch.Tensor:
     """Fast Griffin-Lim with the mel-aware magnitude step; returns (channels, frames * hop).
 
     mel_amplitudes: (channels, frames, mels) target; magnitudes: (channels, frames, num_bins)
-    least-squares linear magnitudes, imposed below grid.free_bin; phase: initial phase, radians.
-    The signal spans frames * hop samples, so its STFT has one frame more than the target, centred
-    on the last sample: that frame is left free.
+    least-squares linear magnitudes, imposed below the grid's free_bin; phase: initial phase,
+    radians. The signal spans frames * hop samples, so its STFT has one frame more than the target,
+    centred on the last sample: that frame is left free.
     """
+    grid = _grid(params, magnitudes.device, magnitudes.dtype)
     channels, num_frames, _ = magnitudes.shape
     length = num_frames * grid.hop_length
-    num_stft_frames = _num_stft_frames(grid, length)
-    envelope = _window_envelope(grid, num_stft_frames, length)
     target_bands = mel_amplitudes[..., grid.band_start :]
     tiny = torch.finfo(mel_amplitudes.dtype).tiny
     ratio_floor = (mel_amplitudes.amax(dim=(-2, -1), keepdim=True) * _RATIO_FLOOR).clamp(min=tiny)
     free, offset = grid.free_bin, grid.free_mel_offset
 
-    # Frames past the target's (one, for even n_fft) start silent and stay unconstrained. The
-    # spectrum lives in a full-width buffer whose bins past num_bins stay zero, so the inverse FFT
-    # need not pad it on every iteration.
-    spectrum = magnitudes.new_zeros(
-        channels, num_stft_frames, grid.n_fft // 2 + 1, dtype=magnitudes.dtype.to_complex()
-    )
-    used = spectrum[:, :, : grid.num_bins]
-    used[:, :num_frames] = torch.polar(magnitudes, phase)
-    waveform = _istft(spectrum, grid, envelope)
-    previous = None
-    for _ in range(num_iters):
-        rebuilt = _stft(waveform, grid)
-        # Momentum extrapolates the phase: t_n = c_n + alpha (c_n - c_{n-1}), up to scale.
-        direction = (
-            rebuilt
-            if previous is None
-            else rebuilt.sub(previous, alpha=_MOMENTUM / (1 + _MOMENTUM))
-        )
-        previous = rebuilt
-        target = rebuilt.abs()
-        target[:, :num_frames, :free] = magnitudes[..., :free]
+    def magnitude_step(current: torch.Tensor) -> torch.Tensor:
+        current[:, :num_frames, :free] = magnitudes[..., :free]
         if free < grid.num_bins:
-            # The floor keeps silent bands from dividing by zero.
-            current = torch.baddbmm(
-                ratio_floor, target[:, :num_frames, offset:], grid.free_mel.expand(channels, -1, -1)
-            )
-            gain = (target_bands / current) @ grid.spread
-            target[:, :num_frames, free:] *= gain
-        torch.mul(torch.sgn(direction), target, out=used)
-        waveform = _istft(spectrum, grid, envelope)
-    return waveform
+            to_bands = grid.free_mel.expand(channels, -1, -1)
+            # The iterate's own mel amplitudes; the floor keeps silent bands from dividing by zero.
+            reached = torch.baddbmm(ratio_floor, current[:, :num_frames, offset:], to_bands)
+            current[:, :num_frames, free:] *= (target_bands / reached) @ grid.spread
+        return current
+
+    # Frames past the target's (one, for even n_fft) start silent and stay unconstrained.
+    initial = magnitudes.new_zeros(
+        channels, _num_stft_frames(grid, length), grid.num_bins, dtype=magnitudes.dtype.to_complex()
+    )
+    initial[:, :num_frames] = torch.polar(magnitudes, phase)
+    waveform = reconstruction_istft(initial, params, length)
+    return fast_griffin_lim(waveform, params, magnitude_step, num_iters)
 
 
 def reconstruct_waveform(
@@ -551,4 +616,4 @@ def reconstruct_waveform(
     bands = mel_amplitudes.transpose(-1, -2)  # (channels, frames, mels)
     magnitudes = (bands @ grid.inverse_mel).clamp_(min=0.0)
     phase = pghi_phase(magnitudes, grid)
-    return _griffin_lim_mel(bands, magnitudes, phase, grid, _ITERATIONS[quality])
+    return _griffin_lim_mel(bands, magnitudes, phase, params, _ITERATIONS[quality])
