@@ -10,7 +10,9 @@ import click
 
 from riffusion.cli.common import (
     PATH,
+    check_output_dir,
     check_outputs,
+    existing_outputs,
     overwrite_option,
     prepare_output_dir,
     quality_option,
@@ -68,9 +70,13 @@ def compare_presets(
     if not names:
         raise RiffusionError("--presets names no preset")
     chosen: list[PresetName] = [get_preset(name).name for name in dict.fromkeys(names)]
-    outputs = [output_dir / "index.html", output_dir / "results.json"]
-    outputs += [output_dir / clip.name for clip in CLIPS]
-    check_outputs(outputs, overwrite)
+    check_outputs([output_dir / "index.html", output_dir / "results.json"], overwrite)
+    clip_dirs = [output_dir / clip.name for clip in CLIPS]
+    for clip_dir in clip_dirs:
+        check_output_dir(clip_dir)
+    existing = [] if overwrite else existing_outputs(clip_dirs)
+    if existing:
+        raise RiffusionError(f"{existing[0]} already exists; pass --overwrite to replace it")
     prepare_output_dir(output_dir)
 
     quiet_model_libraries()
