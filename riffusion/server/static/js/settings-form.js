@@ -1,8 +1,8 @@
-// The jam's settings card: seed image (from GET /api/seeds), mask, preset (from GET /api/presets),
-// denoising, guidance, steps, alpha velocity and seed. Emits "change" with detail {name: value}
-// for what the user changed.
+// The jam's settings card: seed image (from GET /api/seeds), mask, trained style (from GET
+// /api/loras), preset (from GET /api/presets), denoising, guidance, steps, alpha velocity and seed.
+// Emits "change" with detail {name: value} for what the user changed.
 
-import { getMasks, getPresets, getSeeds, seedImageUrl } from "./api.js";
+import { getLoras, getMasks, getPresets, getSeeds, seedImageUrl } from "./api.js";
 import { DEFAULTS, MAX_SEED, randomSeed } from "./settings.js";
 
 const FORMAT = {
@@ -20,6 +20,7 @@ export class SettingsForm extends EventTarget {
     this.inputs = {
       seedImageId: form.querySelector("#seed-image"),
       maskImageId: form.querySelector("#mask-image"),
+      lora: form.querySelector("#lora"),
       preset: form.querySelector("#preset"),
       denoising: form.querySelector("#denoising"),
       guidance: form.querySelector("#guidance"),
@@ -47,9 +48,10 @@ export class SettingsForm extends EventTarget {
     this.render();
   }
 
-  /** Fill the seed image, mask and preset menus from the server; unknown saved ids fall back. */
+  /** Fill the seed image, mask, style and preset menus from the server; unknown saved ids fall
+   * back. */
   async loadOptions() {
-    const [seeds, masks, presets] = await Promise.allSettled([getSeeds(), getMasks(), getPresets()]);
+    const [seeds, masks, presets, loras] = await Promise.allSettled([getSeeds(), getMasks(), getPresets(), getLoras()]);
     this.loadPresets(presets.status === "fulfilled" ? presets.value : null);
     const select = this.inputs.seedImageId;
     select.replaceChildren();
@@ -77,6 +79,12 @@ export class SettingsForm extends EventTarget {
       this.values.maskImageId = null;
     }
     maskSelect.closest(".field").hidden = maskList.length === 0;
+
+    // Servers without named LoRAs (or older ones) keep the style field hidden.
+    const loraIds = loras.status === "fulfilled" ? loras.value.loras || [] : [];
+    for (const id of loraIds) this.inputs.lora.append(new Option(id, id));
+    if (this.values.lora && !loraIds.includes(this.values.lora)) this.values.lora = null;
+    this.inputs.lora.closest(".field").hidden = loraIds.length === 0;
     this.render();
   }
 
@@ -113,6 +121,7 @@ export class SettingsForm extends EventTarget {
     const { inputs, values } = this;
     inputs.seedImageId.value = values.seedImageId;
     inputs.maskImageId.value = values.maskImageId || "";
+    inputs.lora.value = values.lora || "";
     const preset = this.preset();
     inputs.preset.value = preset.name;
     if (this.presetHint) this.presetHint.textContent = preset.summary || "How much work each clip gets";
@@ -145,7 +154,7 @@ export class SettingsForm extends EventTarget {
     const input = this.inputs[name];
     let value;
     if (name === "seedImageId") value = input.value;
-    else if (name === "maskImageId") value = input.value || null;
+    else if (name === "maskImageId" || name === "lora") value = input.value || null;
     else if (name === "preset") value = input.value;
     else if (name === "seed") {
       const number = Math.round(Number(input.value));

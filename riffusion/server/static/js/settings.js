@@ -13,6 +13,7 @@ export const DEFAULTS = Object.freeze({
   alphaVelocity: 0.25,
   seed: null, // null: a random seed when the jam starts, as the original did
   preset: null, // null: the server's preset (GET /api/presets), with its step count
+  lora: null, // null: the model alone; else an id from GET /api/loras
 });
 
 // name in the app -> [URL parameter, wire field, parse]
@@ -25,10 +26,12 @@ const FIELDS = {
   alphaVelocity: ["alphaVelocity", "alpha_velocity", (v) => clampNumber(v, 0.01, 1)],
   seed: ["seed", "seed", (v) => clampInt(v, 0, MAX_SEED)],
   preset: ["preset", "preset", parsePreset],
+  lora: ["lora", "lora", parseId],
 };
 
-// Settings left out of the wire while null: a random seed, the server's preset.
-const UNSENT_WHEN_NULL = new Set(["seed", "preset"]);
+// Settings left out of the wire while null: a random seed, the server's preset, no style (so the
+// messages stay those of servers without named LoRAs).
+const UNSENT_WHEN_NULL = new Set(["seed", "preset", "lora"]);
 
 function clampNumber(value, low, high) {
   const number = Number(value);
@@ -82,7 +85,8 @@ export function shareUrl(base, prompt, settings) {
   return url.toString();
 }
 
-/** Settings as the jam WebSocket expects them (snake_case; an absent seed or preset left out). */
+/** Settings as the jam WebSocket expects them (snake_case; an absent seed, preset or style left
+ * out). */
 export function settingsToWire(settings) {
   const wire = {};
   for (const [name, [, field]] of Object.entries(FIELDS)) {
