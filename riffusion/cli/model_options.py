@@ -8,7 +8,7 @@ Every check here runs before the model loads, so a mistake fails in a second wit
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,11 @@ from riffusion.devices import resolve_device
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
 from riffusion.diffusion.inputs import check_seed, check_steps, random_seed
 from riffusion.diffusion.model_settings import ModelSettings
-from riffusion.diffusion.openvino_unet import UNET_BACKENDS, check_openvino_use
+from riffusion.diffusion.openvino_unet import (
+    UNET_BACKENDS,
+    check_openvino_preset,
+    check_openvino_use,
+)
 from riffusion.diffusion.preset_weights import LCM_LORA_HUB_ID, TINY_VAE_HUB_ID
 from riffusion.diffusion.presets import (
     PRESET_NAMES,
@@ -140,15 +144,21 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def model_options_without_preset(command: Callable[..., Any]) -> Callable[..., Any]:
-    """model_options() less --preset, for commands that run every preset."""
+    """model_options() less --preset, for commands that run several presets (they check with
+    check_unet_backend_presets the presets they run)."""
     options = tuple(option for option in _MODEL_OPTIONS if option is not _PRESET_OPTION)
-    return _with_model_options(command, options, every_preset=True)
+    return _with_model_options(command, options)
+
+
+def check_unet_backend_presets(settings: ModelSettings, presets: Iterable[str]) -> None:
+    """Refuse presets that settings' --unet-backend cannot run."""
+    if settings.unet_backend == "openvino":
+        for name in presets:
+            check_openvino_preset(get_preset(name))
 
 
 def _with_model_options(
-    command: Callable[..., Any],
-    options: tuple[Callable[..., Any], ...],
-    every_preset: bool = False,
+    command: Callable[..., Any], options: tuple[Callable[..., Any], ...]
 ) -> Callable[..., Any]:
     # wraps() also carries over the options already attached below this decorator.
     @functools.wraps(command)
@@ -158,8 +168,9 @@ def _with_model_options(
         )
         device = resolve_device(settings.device)
         if settings.unet_backend == "openvino":
-            presets = PRESETS.values() if every_preset else [get_preset(settings.preset)]
-            check_openvino_use(device, presets)
+            check_openvino_use(device, ())
+            if _PRESET_OPTION in options:
+                check_unet_backend_presets(settings, [settings.preset])
         return command(model_settings=settings, **values)
 
     for option in reversed(options):
