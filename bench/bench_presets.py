@@ -413,7 +413,7 @@ def main() -> int:
     weights = random_preset_weights(checkpoint, args.size)
     image = seed_image()
     if args.size == "tiny":
-        image = image.crop((0, 0, 128, 128))  # the tiny model's clips: quick, same code paths
+        image = image.crop((0, 0, 128, 512))  # 1.28 s clips: quick, the same code paths
 
     if not args.skip_clips:
         pairs = backend_runs(presets, backends)

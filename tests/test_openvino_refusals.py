@@ -80,9 +80,22 @@ def test_a_missing_openvino_says_how_to_install_it(
     failed(result, "--unet-backend openvino needs OpenVINO: pip install 'riffusion[openvino]'")
 
 
-def test_serve_refuses_named_loras(in_tmp: Path, tiny_lcm_lora: Path) -> None:
+def test_serve_refuses_named_loras(
+    in_tmp: Path, tiny_lcm_lora: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def serving(*_: object, **__: object) -> None:
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr("uvicorn.run", serving)
     result = run("serve", *NOT_LOADED, *OPENVINO, "--lora", f"style={tiny_lcm_lora}")
     failed(result, NAMED_LORAS)
+
+
+def test_training_is_refused(in_tmp: Path) -> None:
+    (in_tmp / "data").mkdir()
+    result = run("train", "data", "-o", "run", *NOT_LOADED, *OPENVINO)
+    failed(result, "--unet-backend openvino runs a converted UNet, which cannot be trained")
+    assert not (in_tmp / "run").exists()
 
 
 def test_the_pipeline_refuses_before_loading() -> None:
