@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from riffusion.audio import Audio
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.errors import RiffusionError
+from riffusion.server.clip_service import ClipService
 from riffusion.server.limits import MAX_UPLOAD_BYTES
-from riffusion.server.model import ModelHolder
 from riffusion.server.schemas import (
     AudioOutputModel,
     AudioToAudioModel,
@@ -33,7 +33,6 @@ from riffusion.server.schemas import (
 )
 from riffusion.server.worker import (
     CLIENT_CLOSED_REQUEST,
-    InferenceWorker,
     QueueFull,
     data_url,
     result_unless_disconnected,
@@ -41,7 +40,6 @@ from riffusion.server.worker import (
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.image import DEFAULT_MAX_VALUE
 from riffusion.spectrogram.params import SpectrogramParams
-from riffusion.spectrogram.reconstruction import Quality
 
 #: Widest spectrogram image turned into audio: 60 s at 10 ms per column.
 MAX_IMAGE_WIDTH = 6000
@@ -144,15 +142,13 @@ def spectrogram_of_clip(audio: Audio, converter: SpectrogramImageConverter) -> I
 
 
 def studio_router(
-    worker: InferenceWorker,
-    model: ModelHolder,
-    quality: Quality,
+    clips: ClipService,
     inference_errors: dict[int | str, dict[str, Any]],
 ) -> APIRouter:
-    """The studio endpoints, running generations on worker and conversions on a thread;
+    """The studio endpoints, running generations on clips and conversions on a thread;
     inference_errors: the error responses of a generation, for the OpenAPI schema."""
     router = APIRouter(tags=["studio"])
-    converter = SpectrogramImageConverter(quality=quality)
+    converter = SpectrogramImageConverter(quality=clips.quality)
     # Conversions need no model but are heavy: one at a time, a few waiting, others 429.
     conversions = asyncio.Semaphore(1)
     waiting = 0
@@ -196,7 +192,7 @@ def studio_router(
     async def audio_to_audio(body: AudioToAudioModel, request: Request) -> Response:
         """A clip (at most 10.24 s) re-imagined from a prompt: img2img on its spectrogram."""
         mime, data = await run_in_threadpool(decode_data_url, body.audio, "audio")
-        model.pipeline()  # 503 before the work of decoding for a model that cannot run
+        clips.check_ready()  # 503 before the work of decoding for a model that cannot run
         audio = await run_in_threadpool(decode_audio, mime, data)
         image = await run_in_threadpool(spectrogram_of_clip, audio, converter)
         prompt = PromptInput(
@@ -213,8 +209,8 @@ def studio_router(
             num_inference_steps=body.num_inference_steps,
             seed_image_id="upload",
         )
-        job = worker.submit(inputs, image, None)
-        rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
+        job = clips.submit(inputs, image, None)
+        rendered = await result_unless_disconnected(clips.cancel, job, request.is_disconnected)
         if rendered is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         output = InferenceOutputModel(
