@@ -34,6 +34,7 @@ class ReplicaState:
     message: str
     queue_length: int
     capacity: int
+    running: int
     completed: int
 
 

@@ -227,6 +227,7 @@ class ReplicaModel(BaseModel):
     device: str
     message: str
     queue: QueueModel
+    running: int = Field(description="clips the replica is rendering now")
     completed: int = Field(description="clips the replica has finished")
 
     @classmethod
@@ -237,6 +238,7 @@ class ReplicaModel(BaseModel):
             device=state.device,
             message=state.message,
             queue=QueueModel(length=state.queue_length, capacity=state.capacity),
+            running=state.running,
             completed=state.completed,
         )
 

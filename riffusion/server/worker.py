@@ -291,6 +291,12 @@ class InferenceWorker:
         with self._condition:
             return len(self._queue)
 
+    @property
+    def running(self) -> int:
+        """Jobs running now (one batch)."""
+        with self._condition:
+            return len(self._running)
+
     def submit(
         self,
         inputs: InferenceInput,
