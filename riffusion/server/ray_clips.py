@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -135,6 +136,27 @@ def replica_board(name: str) -> ActorHandle:
     return board
 
 
+#: Reads the board: each replica's latest report with its age, s.
+BoardReader = Callable[[], Awaitable[list[tuple[ReplicaReport, float]]]]
+
+
+def board_reader(name: str) -> BoardReader:
+    """Reads the board called name (made on first use)."""
+    boards: list[ActorHandle] = []
+
+    async def read() -> list[tuple[ReplicaReport, float]]:
+        if not boards:
+            boards.append(replica_board(name))
+        try:
+            reports: list[tuple[ReplicaReport, float]] = await boards[0].reports.remote()
+        except ray.exceptions.RayError:
+            boards.clear()  # made again on the next read
+            raise
+        return reports
+
+    return read
+
+
 def lost(report: ReplicaReport, age_s: float) -> ReplicaReport:
     """report as /health shows it: a replica silent for LOST_AFTER_S is failed."""
     if age_s < LOST_AFTER_S:
@@ -157,7 +179,7 @@ class RayClips:
 
     Args:
         handle: the model deployment (riffusion.server.ray_deployment.ClipReplica).
-        board_name: the name of the replicas' ReplicaBoard.
+        read_board: reads the replicas' reports (board_reader of their board).
         model_name: the model as /health shows it.
         quality: phase reconstruction quality of the jam's audio (made on the ingress).
         max_steps: the most diffusion steps a clip may run (None: no limit).
@@ -166,13 +188,13 @@ class RayClips:
     def __init__(
         self,
         handle: DeploymentHandle,
-        board_name: str,
+        read_board: BoardReader,
         model_name: str,
         quality: Quality,
         max_steps: int | None,
     ) -> None:
         self.handle = handle
-        self.board_name = board_name
+        self.read_board = read_board
         self.model_name = model_name
         self._quality = quality
         self.max_steps = max_steps
@@ -311,13 +333,11 @@ class RayClips:
             job.future.set_result(outcome)
 
     async def _poll_forever(self) -> None:
-        board = replica_board(self.board_name)
         while True:
             try:
-                posted: list[tuple[ReplicaReport, float]] = await board.reports.remote()
+                posted = await self.read_board()
             except ray.exceptions.RayError as error:
                 logger.warning("cannot read the replicas' board: %s", error)
-                board = replica_board(self.board_name)
             else:
                 self._reports = sorted(
                     (lost(report, age) for report, age in posted),

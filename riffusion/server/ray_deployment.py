@@ -37,6 +37,7 @@ from riffusion.server.ray_clips import (
     RayClips,
     ReplicaReply,
     ReplicaReport,
+    board_reader,
     replica_board,
 )
 from riffusion.server.worker import QueueFull, job_result, resolve_max_batch
@@ -133,7 +134,9 @@ class IngressApp:
     replicas."""
 
     def __init__(self, replicas: DeploymentHandle, config: ServerConfig, board: str) -> None:
-        clips = RayClips(replicas, board, config.model.model, config.quality, config.max_steps)
+        clips = RayClips(
+            replicas, board_reader(board), config.model.model, config.quality, config.max_steps
+        )
         self.riffusion_app = create_app(config, clips=clips)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
