@@ -307,15 +307,18 @@ class RayClips:
             return
         outcome: EncodedClip | BaseException
         for attempt in range(1, ATTEMPTS + 1):
-            response = self.handle.render.remote(
-                job.inputs, job.init_image, job.mask_image, job.with_audio
-            )
-            assert isinstance(response, DeploymentResponse)  # not a streaming handle
+            response: DeploymentResponse[ReplicaReply] | None = None
             try:
-                reply: ReplicaReply = await response
+                call = self.handle.render.remote(
+                    job.inputs, job.init_image, job.mask_image, job.with_audio
+                )
+                assert isinstance(call, DeploymentResponse)  # not a streaming handle
+                response = call
+                reply: ReplicaReply = await call
                 outcome = reply.result()
             except asyncio.CancelledError:
-                response.cancel()
+                if response is not None:
+                    response.cancel()
                 job.future.set_exception(Cancelled("the clip was cancelled"))
                 raise
             except ray.exceptions.RayActorError as error:
