@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,11 +37,11 @@ from riffusion.server.ray_deployment import (  # noqa: E402
 pytestmark = pytest.mark.slow
 
 REPLICAS = 2
-# Slow enough clips (about a second each on a loaded 2-core CPU) that one is surely in flight
-# when a replica is killed.
+# Clips slow enough (about a second each on a 2-core CPU) that the replica /health shows busy is
+# still rendering one when it is killed.
 JAM_SETTINGS = {
     "seed_image_id": TINY_SEED_ID,
-    "num_inference_steps": 40,
+    "num_inference_steps": 100,
     "denoising": 1.0,
     "alpha_velocity": 0.5,
     "seed": 7,
@@ -137,17 +138,46 @@ def receive_clip(socket: ClientConnection, timeout_s: float = 120) -> dict[str, 
             return message
 
 
-def test_a_jam_keeps_playing_when_a_replica_dies(ray_server: str) -> None:
-    ws_url = ray_server.replace("http://", "ws://") + "/api/jam"
-    with connect(ws_url, open_timeout=30) as socket:
-        start = {"type": "start", "prompt": "lofi", "settings": JAM_SETTINGS, "clips_ahead": 2}
-        socket.send(json.dumps(start))
-        clips = []
-        for _ in range(2):
-            clips.append(receive_clip(socket))
-            socket.send(json.dumps({"type": "played", "index": clips[-1]["index"]}))
+class Jam:
+    """A jam session on its own thread that acknowledges each clip as it comes and keeps them;
+    stops at the first error message (kept in failure)."""
 
-        # The replica rendering the jam's next clip now.
+    def __init__(self, url: str, prompt: str) -> None:
+        self.url = url.replace("http://", "ws://") + "/api/jam"
+        self.prompt = prompt
+        self.clips: list[dict[str, Any]] = []
+        self.failure: BaseException | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with connect(self.url, open_timeout=30) as socket:
+                start = {"type": "start", "prompt": self.prompt, "settings": JAM_SETTINGS}
+                socket.send(json.dumps(start))
+                while not self.done.is_set():
+                    clip = receive_clip(socket)
+                    self.clips.append(clip)
+                    socket.send(json.dumps({"type": "played", "index": clip["index"]}))
+        except BaseException as error:
+            self.failure = error
+
+    def wait_for_clips(self, count: int) -> None:
+        wait_for(lambda: len(self.clips) >= count or self.failure is not None, timeout_s=180)
+        assert self.failure is None, self.failure
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(60)
+
+
+def test_jams_keep_playing_when_a_replica_dies(ray_server: str) -> None:
+    # Two sessions keep both replicas rendering, so the replica killed has a clip in flight.
+    jams = [Jam(ray_server, "lofi"), Jam(ray_server, "jazz")]
+    try:
+        for jam in jams:
+            jam.wait_for_clips(2)
         busy: list[str] = []
 
         def find_busy() -> bool:
@@ -156,22 +186,25 @@ def test_a_jam_keeps_playing_when_a_replica_dies(ray_server: str) -> None:
 
         wait_for(find_busy, timeout_s=30)
         ray.kill(replica_actor(busy[0]), no_restart=True)
+        counts = [len(jam.clips) for jam in jams]
+        for jam, count in zip(jams, counts, strict=True):
+            jam.wait_for_clips(count + 3)
+    finally:
+        for jam in jams:
+            jam.stop()
 
-        for _ in range(3):
-            clips.append(receive_clip(socket))
-            socket.send(json.dumps({"type": "played", "index": clips[-1]["index"]}))
+    for jam in jams:
+        assert [clip["index"] for clip in jam.clips] == list(range(len(jam.clips)))
+        # One continuous stream: each clip's audio starts where the previous one's ended.
+        for previous, clip in itertools.pairwise(jam.clips):
+            end = previous["audio_start_s"] + previous["duration_s"]
+            assert clip["audio_start_s"] == pytest.approx(end, abs=1e-3)
 
-    assert [clip["index"] for clip in clips] == list(range(len(clips)))
-    # One continuous stream: each clip's audio starts where the previous one's ended.
-    for previous, clip in itertools.pairwise(clips):
-        end = previous["audio_start_s"] + previous["duration_s"]
-        assert clip["audio_start_s"] == pytest.approx(end, abs=1e-3)
-
-    def replaced() -> bool:
+    def lost() -> bool:
         replicas = health(ray_server)["replicas"]
         return any(r["id"] == busy[0] and r["status"] == "failed" for r in replicas)
 
-    wait_for(replaced, timeout_s=30)
+    wait_for(lost, timeout_s=30)
 
 
 def replica_actor(replica_id: str) -> Any:
