@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from riffusion.devices import resolve_device
 from riffusion.diffusion.inputs import InferenceInput
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.errors import RiffusionError
+from riffusion.ray_support import parse_autoscale
 from riffusion.server.app import ServerConfig, create_app, local_worker, pipeline_loader
 from riffusion.server.clip_service import ReplicaState
 from riffusion.server.library import SeedLibrary
@@ -167,7 +168,7 @@ class Scaling:
         (429) instead of waiting in Ray's router. Autoscaling targets a full batch running and
         as many waiting per replica: the worker's queue length is what the target measures.
         """
-        max_batch = local_worker_batch(config)
+        max_batch = self.replica_max_batch(config)
         options: dict[str, Any] = {
             "name": MODEL_DEPLOYMENT,
             "max_ongoing_requests": config.queue_capacity + max_batch + 1,
@@ -188,9 +189,11 @@ class Scaling:
         return options
 
 
-def local_worker_batch(config: ServerConfig) -> int:
-    """The max_batch each replica's worker runs with (config's, "auto" resolved per device)."""
-    return resolve_max_batch(config.max_batch, resolve_device(config.model.device))
+    def replica_max_batch(self, config: ServerConfig) -> int:
+        """The max_batch each replica's worker runs with: config's, "auto" resolved for the
+        replica's device (CUDA where it holds a GPU; otherwise config's device, here)."""
+        device = "cuda" if self.gpus_per_replica else resolve_device(config.model.device)
+        return resolve_max_batch(config.max_batch, device)
 
 
 def build_app(config: ServerConfig, scaling: Scaling, app_name: str = APP_NAME) -> Application:
@@ -241,9 +244,22 @@ def app_builder(args: dict[str, Any]) -> Application:
     return build_app(config, scaling)
 
 
-def parse_autoscale(text: str) -> tuple[int, int]:
-    """"MIN:MAX" as (MIN, MAX), 1 <= MIN <= MAX; RiffusionError otherwise."""
-    low, sep, high = str(text).partition(":")
-    if not (sep and low.isdecimal() and high.isdecimal() and 1 <= int(low) <= int(high)):
-        raise RiffusionError(f"autoscale must be MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
-    return int(low), int(high)
+
+def serve_on_ray(
+    config: ServerConfig, scaling: Scaling, host: str, port: int, gpus_per_replica: float | None
+) -> None:
+    """Run the application on the Ray cluster of RAY_ADDRESS (a local instance when unset),
+    with its HTTP proxy on host:port, until Ctrl-C.
+
+    gpus_per_replica None: 1 where the cluster has GPUs and config's device is not the CPU,
+    else 0.
+    """
+    import ray
+
+    ray.init()
+    if gpus_per_replica is None:
+        has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        gpus_per_replica = 1 if has_gpus and config.model.device != "cpu" else 0
+    scaling = replace(scaling, gpus_per_replica=gpus_per_replica)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(config, scaling), name=APP_NAME, route_prefix="/", blocking=True)
