@@ -95,3 +95,27 @@ def test_riff_on_ray_equals_riff_alone(tiny_checkpoint: Path, tmp_path: Path) ->
         expected = Audio.load(alone)
         assert on_ray.num_frames == expected.num_frames
         np.testing.assert_array_equal(on_ray.samples, expected.samples)
+
+
+@pytest.mark.slow
+def test_dataset_on_ray_equals_dataset_alone(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("mutagen")
+    from test_training_dataset import make_dataset, make_tracks, rows_of
+
+    tracks = make_tracks(tmp_path / "audio")
+    alone, on_ray = tmp_path / "alone", tmp_path / "on_ray"
+    succeeded(make_dataset(tracks, alone))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = succeeded(make_dataset(tracks, on_ray, "--ray"))
+    finally:
+        ray.shutdown()
+    assert "skipped" in result.output  # the broken and short files, as alone
+    assert rows_of(on_ray) == rows_of(alone)
+    for row in rows_of(alone):
+        assert (on_ray / row["file_name"]).read_bytes() == (alone / row["file_name"]).read_bytes()
+
+
+def test_dataset_refuses_workers_with_ray(tmp_path: Path) -> None:
+    failed(run("dataset", tmp_path, "-o", tmp_path / "out", "--ray", "--workers", "2"), "exclude")
