@@ -64,10 +64,11 @@ def free_port() -> int:
 
 
 def start_server(
-    checkpoint: Path, device: str
+    checkpoint: Path, device: str, seed_images_dir: Path | None = None
 ) -> tuple[uvicorn.Server, threading.Thread, str, object]:
     """The app under uvicorn on a free port, started now; returns (server, thread, url, app)."""
-    app = create_app(ServerConfig(ModelSettings(str(checkpoint), device=device)))
+    settings = ModelSettings(str(checkpoint), device=device)
+    app = create_app(ServerConfig(settings, seed_images_dir=seed_images_dir))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -4,6 +4,7 @@ before any clip leaves it."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,55 @@ def test_board_reads_continue_after_a_failed_read(seed_images: Path) -> None:
     clips = RayClips(NoHandle(), flaky, "tiny", "fast", None)  # type: ignore[arg-type]
     with TestClient(create_app(config(seed_images), clips=clips)) as client:
         wait_for(lambda: client.get("/health").json()["status"] == "ready", timeout_s=10)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_the_serve_config_example_builds_the_application() -> None:
+    import importlib
+
+    import yaml
+    from ray.serve import Application
+
+    text = (DOCS / "serve_config.yaml").read_text()
+    application = yaml.safe_load(text)["applications"][0]
+    module, name = application["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), name)
+    assert isinstance(builder(application["args"]), Application)
+    # docs/deploy.md shows the same file.
+    body = text.split("\n", 2)[2]  # past its two comment lines
+    assert body in (DOCS / "deploy.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"model": "m", "replica": 2}, "unknown args ['replica']"),
+        ({"replicas": 2}, "args.model is required"),
+        ({"model": "m", "autoscale": "4:2"}, "MIN:MAX"),
+    ],
+)
+def test_app_builder_refuses_bad_args(args: dict[str, object], message: str) -> None:
+    from riffusion.server.ray_deployment import app_builder
+
+    with pytest.raises(RiffusionError, match=re.escape(message)):
+        app_builder(args)
+
+
+def test_scaling_options() -> None:
+    from riffusion.server.app import ServerConfig
+    from riffusion.server.ray_deployment import Scaling
+
+    config = ServerConfig(queue_capacity=8, max_batch=4)
+    fixed = Scaling(replicas=3, gpus_per_replica=1).deployment_options(config)
+    assert fixed["num_replicas"] == 3
+    assert fixed["max_ongoing_requests"] == 8 + 4 + 1
+    assert fixed["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 1}
+    scaled = Scaling(replicas=None, autoscale=(1, 4)).deployment_options(config)
+    assert "num_replicas" not in scaled
+    assert scaled["autoscaling_config"] == {
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "target_ongoing_requests": 8,
+    }
