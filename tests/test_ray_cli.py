@@ -22,7 +22,7 @@ def hide_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     find_spec = importlib.util.find_spec
 
     def without_ray(name: str, *args: object) -> object:
-        return None if name.split(".")[0] == "ray" else find_spec(name, *args)  # type: ignore[arg-type]
+        return None if name.split(".")[0] == "ray" else find_spec(name, *args)
 
     monkeypatch.setattr("riffusion.ray_support.importlib.util.find_spec", without_ray)
 

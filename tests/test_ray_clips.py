@@ -71,7 +71,7 @@ def board() -> Board:
 
 @pytest.fixture(scope="module")
 def ingress(seed_images: Path, board: Board) -> Iterator[TestClient]:
-    clips = RayClips(NoHandle(), board, "tiny", "fast", None)  # type: ignore[arg-type]
+    clips = RayClips(NoHandle(), board, "tiny", "fast", None)
     with TestClient(create_app(config(seed_images), clips=clips)) as client:
         yield client
 
@@ -148,7 +148,7 @@ def test_board_reads_continue_after_a_failed_read(seed_images: Path) -> None:
             raise ray.exceptions.RayError("board restarting")
         return [(report("a", "ready", 0), 0.1)]
 
-    clips = RayClips(NoHandle(), flaky, "tiny", "fast", None)  # type: ignore[arg-type]
+    clips = RayClips(NoHandle(), flaky, "tiny", "fast", None)
     with TestClient(create_app(config(seed_images), clips=clips)) as client:
         wait_for(lambda: client.get("/health").json()["status"] == "ready", timeout_s=10)
 
