@@ -2,13 +2,14 @@
 and 4 concurrent sessions for each number of model replicas, and what the Ray hop adds to one
 request.
 
-Both servers run the same app (create_app): `riffusion serve` in this process under uvicorn, the
-Ray application (riffusion.server.ray_deployment.build_app) on a local Ray instance of --cpus
+Both servers run the same app (create_app): `riffusion serve` as its own process (the command),
+the Ray application (riffusion.server.ray_deployment.build_app) on a local Ray instance of --cpus
 CPUs, each replica reserving one. Jam sessions talk to each over real WebSockets and acknowledge
 every clip the moment it arrives (bench_server.sustained), so the servers generate as fast as
 they can. Figures:
 
-- clips/min: all sessions together, over --seconds per measurement.
+- clips/min: all sessions together, over --seconds per measurement, after one jam's first clip
+  (which pays each server's first-use costs).
 - hop: the median time of --requests sequential POST /run_inference/ requests that run no
   diffusion step (a 64-px seed, one step at denoising 0.5 runs none), on `riffusion serve` and on
   the Ray application with one replica; their difference is what the ingress -> replica call
@@ -22,19 +23,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import ray
 import torch
-from bench_server import start_server, sustained
+from bench_server import first_clip_s, free_port, sustained
 from PIL import Image
 from random_checkpoints import default_checkpoint_dir, random_checkpoint
 from ray import serve
@@ -106,7 +110,25 @@ def wait_ready(url: str, replicas: int | None) -> None:
         time.sleep(0.5)
 
 
+@contextlib.contextmanager
+def riffusion_serve(checkpoint: Path, seeds: Path) -> Iterator[str]:
+    """`riffusion serve` of checkpoint on the CPU as a process of its own; yields its address."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "riffusion.cli", "serve", "--port", str(port),
+        "--model", str(checkpoint), "--device", "cpu", "--seed-images", str(seeds),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", None)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def jam_figures(address: str, args: argparse.Namespace, label: str) -> None:
+    asyncio.run(first_clip_s(address, args))
     for sessions in (int(n) for n in args.sessions.split(",")):
         per_minute, clip_s = asyncio.run(sustained(address, args, sessions))
         realtime = per_minute / sessions * clip_s / 60.0
@@ -136,18 +158,13 @@ def main() -> int:
         flush=True,
     )
 
-    server, thread, address, _ = start_server(checkpoint, "cpu", seed_images_dir=seeds)
-    try:
-        wait_ready(f"http://{address}", None)
+    with riffusion_serve(checkpoint, seeds) as address:
         local_ms = median_request_ms(f"http://{address}", args.requests)
         print(f"riffusion serve: {local_ms:.1f} ms per hop request (median)", flush=True)
         jam_figures(address, args, "riffusion serve")
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    port = 8123
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = ServerConfig(
         ModelSettings(str(checkpoint), device="cpu"), seed_images_dir=seeds, max_batch="auto"

@@ -64,11 +64,10 @@ def free_port() -> int:
 
 
 def start_server(
-    checkpoint: Path, device: str, seed_images_dir: Path | None = None
+    checkpoint: Path, device: str
 ) -> tuple[uvicorn.Server, threading.Thread, str, object]:
     """The app under uvicorn on a free port, started now; returns (server, thread, url, app)."""
-    settings = ModelSettings(str(checkpoint), device=device)
-    app = create_app(ServerConfig(settings, seed_images_dir=seed_images_dir))
+    app = create_app(ServerConfig(ModelSettings(str(checkpoint), device=device)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
