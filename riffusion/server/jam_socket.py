@@ -131,10 +131,11 @@ class JamSession:
         await self._send(ErrorMessage(message=message).model_dump(mode="json"))
 
     async def send_status(self) -> None:
-        """Send the status if anything but the clock and queue length changed since the last."""
+        """Send the status if anything but the clock and the queues (the replicas' too) changed
+        since the last."""
         status = self.status().model_dump(mode="json")
-        clock = {"elapsed_s": None, "queue": None, "replicas": None}
-        key = {**status, "model": {**status["model"], **clock}}
+        changing = {"elapsed_s": None, "queue": None, "replicas": None}
+        key = {**status, "model": {**status["model"], **changing}}
         if key != self.last_status:
             self.last_status = key
             await self._send(status)
