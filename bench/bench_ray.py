@@ -11,7 +11,8 @@ they can. Figures:
 - clips/min: all sessions together, over --seconds per measurement, after one jam's first clip
   (which pays each server's first-use costs).
 - hop: the median time of --requests sequential POST /run_inference/ requests that run no
-  diffusion step (a 64-px seed, one step at denoising 0.5 runs none), on `riffusion serve` and on
+  diffusion step (a 64-px seed, one step at denoising 0.5 runs none), on `riffusion serve` with
+  one torch thread (as a replica reserving one CPU has: Ray sets OMP_NUM_THREADS to it) and on
   the Ray application with one replica; their difference is what the ingress -> replica call
   (and Ray Serve's proxy) adds per request.
 
@@ -111,14 +112,18 @@ def wait_ready(url: str, replicas: int | None) -> None:
 
 
 @contextlib.contextmanager
-def riffusion_serve(checkpoint: Path, seeds: Path) -> Iterator[str]:
-    """`riffusion serve` of checkpoint on the CPU as a process of its own; yields its address."""
+def riffusion_serve(checkpoint: Path, seeds: Path, threads: int | None = None) -> Iterator[str]:
+    """`riffusion serve` of checkpoint on the CPU as a process of its own, with `threads` torch
+    threads (None: torch's default); yields its address."""
     port = free_port()
     command = [
         sys.executable, "-m", "riffusion.cli", "serve", "--port", str(port),
         "--model", str(checkpoint), "--device", "cpu", "--seed-images", str(seeds),
     ]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_ready(f"http://127.0.0.1:{port}", None)
         yield f"127.0.0.1:{port}"
@@ -159,9 +164,15 @@ def main() -> int:
     )
 
     with riffusion_serve(checkpoint, seeds) as address:
-        local_ms = median_request_ms(f"http://{address}", args.requests)
-        print(f"riffusion serve: {local_ms:.1f} ms per hop request (median)", flush=True)
+        default_ms = median_request_ms(f"http://{address}", args.requests)
+        print(f"riffusion serve: {default_ms:.1f} ms per hop request (median)", flush=True)
         jam_figures(address, args, "riffusion serve")
+    with riffusion_serve(checkpoint, seeds, threads=1) as address:
+        local_ms = median_request_ms(f"http://{address}", args.requests)
+        print(
+            f"riffusion serve, 1 torch thread: {local_ms:.1f} ms per hop request (median)",
+            flush=True,
+        )
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     port = free_port()
