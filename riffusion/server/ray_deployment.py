@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 from riffusion.devices import resolve_device
 from riffusion.diffusion.inputs import InferenceInput
 from riffusion.diffusion.model_settings import ModelSettings
+from riffusion.diffusion.presets import get_preset
 from riffusion.errors import RiffusionError
 from riffusion.ray_support import parse_autoscale
 from riffusion.server.app import ServerConfig, create_app, local_worker, pipeline_loader
@@ -209,11 +210,11 @@ def build_app(config: ServerConfig, scaling: Scaling, app_name: str = APP_NAME) 
 
 def app_builder(args: dict[str, Any]) -> Application:
     """build_app for a Ray Serve config file's import_path, from its args: model (required),
-    device, dtype, seed_images, queue, max_batch, max_steps, quality, replicas or autoscale
+    device, dtype, preset, seed_images, queue, max_batch, max_steps, quality, replicas or autoscale
     ("MIN:MAX"), gpus_per_replica, cpus_per_replica."""
     known = {
-        "model", "device", "dtype", "seed_images", "queue", "max_batch", "max_steps", "quality",
-        "replicas", "autoscale", "gpus_per_replica", "cpus_per_replica",
+        "model", "device", "dtype", "preset", "seed_images", "queue", "max_batch", "max_steps",
+        "quality", "replicas", "autoscale", "gpus_per_replica", "cpus_per_replica",
     }  # fmt: skip
     unknown = sorted(set(args) - known)
     if unknown:
@@ -221,7 +222,10 @@ def app_builder(args: dict[str, Any]) -> Application:
     if "model" not in args:
         raise RiffusionError("args.model is required (a Hub id, folder or checkpoint file)")
     settings = ModelSettings(
-        str(args["model"]), device=args.get("device", "auto"), dtype=args.get("dtype", "auto")
+        str(args["model"]),
+        device=args.get("device", "auto"),
+        dtype=args.get("dtype", "auto"),
+        preset=get_preset(args.get("preset", "quality")).name,
     )
     defaults = ServerConfig()
     seed_images = args.get("seed_images")
