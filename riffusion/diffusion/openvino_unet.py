@@ -71,6 +71,12 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def require_openvino() -> None:
+    """RiffusionError saying how to install OpenVINO, where it is not installed."""
+    if not openvino_installed():
+        raise RiffusionError(f"--unet-backend openvino needs OpenVINO: {INSTALL_HINT}")
+
+
 def check_openvino_use(
     device: torch.device, presets: Iterable[Preset], named_loras: bool = False
 ) -> None:
@@ -80,8 +86,7 @@ def check_openvino_use(
     Raises:
         RiffusionError: the first of those found.
     """
-    if not openvino_installed():
-        raise RiffusionError(f"--unet-backend openvino needs OpenVINO: {INSTALL_HINT}")
+    require_openvino()
     if device.type != "cpu":
         raise RiffusionError(
             f"--unet-backend openvino runs the UNet on the CPU, not on {device}: pass --device cpu"
@@ -237,8 +242,7 @@ def openvino_unet(unet: UNet2DConditionModel, report: StatusReport | None = None
     Raises:
         RiffusionError: OpenVINO is not installed, or the conversion failed.
     """
-    if not openvino_installed():
-        raise RiffusionError(f"--unet-backend openvino needs OpenVINO: {INSTALL_HINT}")
+    require_openvino()
     folder = conversions_dir() / weights_digest(unet)
     ir_path = folder / IR_FILE
     if not ir_path.is_file():
