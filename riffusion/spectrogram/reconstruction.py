@@ -70,7 +70,7 @@ class Schedule:
 # Chosen on the benchmark (docs/benchmarks.md): "fast" gives the low bands, where the coarse grid
 # cannot see what the mel bands measure, a few cheap iterations; "high" adds a few on the analysis
 # STFT, which settle the bands the coarse grid resolves only approximately.
-SCHEDULES = {"fast": Schedule(5, 4, 0), "high": Schedule(32, 32, 8)}
+SCHEDULES = {"fast": Schedule(5, 6, 0), "high": Schedule(32, 32, 8)}
 
 # Momentum of fast Griffin-Lim, as in the original.
 _MOMENTUM = 0.99

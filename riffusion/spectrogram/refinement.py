@@ -153,6 +153,12 @@ def _low_band(
     )
 
 
+def low_band_size(params: SpectrogramParams) -> int:
+    """How many mel bands (from the lowest) refine_low_band works on; 0 if none."""
+    band = _low_band(params, torch.device("cpu"), torch.float64)
+    return 0 if band is None else band.num_bands
+
+
 def _decimate(waveform: torch.Tensor, band: _LowBand) -> torch.Tensor:
     """(channels, samples) -> (channels, ceil(samples / factor)): low-pass, keep every factor-th
     sample (sample m of the result is sample m * factor of the input)."""
