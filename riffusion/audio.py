@@ -293,8 +293,14 @@ def _read_blocks(file: soundfile.SoundFile, max_frames: int | None = None) -> np
     return np.concatenate(blocks)
 
 
-def _too_long(path: Path, max_duration_s: float | None) -> RiffusionError:
-    return RiffusionError(f"{path}: longer than {max_duration_s:g} s, the most that is read here")
+class AudioTooLongError(RiffusionError):
+    """An audio file longer than the max_duration_s it was loaded with."""
+
+
+def _too_long(path: Path, max_duration_s: float | None) -> AudioTooLongError:
+    return AudioTooLongError(
+        f"{path}: longer than {max_duration_s:g} s, the most that is read here"
+    )
 
 
 def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:

@@ -60,6 +60,7 @@ class JamSettings:
         seed_image_id: the seed image every clip starts from.
         mask_image_id: mask over the seed image, or None to repaint everywhere.
         alpha_velocity: how far alpha moves per clip, in (0, 1]; 0.25 gives four clips per sweep.
+        lora: name of a LoRA the server offers (its trained style), or None for the model alone.
     """
 
     denoising: float = 0.75
@@ -68,6 +69,7 @@ class JamSettings:
     seed_image_id: str = "og_beat"
     mask_image_id: str | None = None
     alpha_velocity: float = 0.25
+    lora: str | None = None
 
     def __post_init__(self) -> None:
         check_number("denoising", self.denoising, 0.0, 1.0)
@@ -225,6 +227,7 @@ class JamEngine:
             num_inference_steps=settings.num_inference_steps,
             seed_image_id=settings.seed_image_id,
             mask_image_id=settings.mask_image_id,
+            lora=settings.lora,
         )
         clip = JamClip(index=self._index, input=inputs, state=self._state)
 
@@ -277,5 +280,3 @@ def _clean_prompt(prompt: str) -> str:
     if not prompt:
         raise RiffusionError("prompt is empty")
     return prompt
-
-

@@ -247,26 +247,28 @@ def test_ctrl_c_is_one_line_and_status_130(
 def test_outputs_that_cannot_be_written_are_refused_before_the_model_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     Path("ok.wav").write_bytes(b"")
     nowhere = ["--model", "./no-model"]
-    failed(run("x", "-o", "ok.wav/x.wav", *nowhere), "cannot write (ok.wav is a file, not a")
-    failed(run("x", "-o", "o.wav", "--image", "ok.wav/x.png", *nowhere), "ok.wav is a file")
+    failed(generate("x", "-o", "ok.wav/x.wav", *nowhere), "cannot write (ok.wav is a file, not a")
+    failed(generate("x", "-o", "o.wav", "--image", "ok.wav/x.png", *nowhere), "ok.wav is a file")
     monkeypatch.setattr(os, "access", lambda path, mode: False)
-    failed(run("x", "-o", "new/o.wav", *nowhere), f"no permission to write in {Path('.')}")
+    failed(generate("x", "-o", "new/o.wav", *nowhere), f"no permission to write in {Path('.')}")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ok.wav"]
 
 
 def test_prompt_weights_beyond_the_limits_are_refused_before_the_model_loads(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     failed(
-        run("(a:10000000000000000)", "-o", "o.wav", "--model", "./no-model"),
+        generate("(a:10000000000000000)", "-o", "o.wav", "--model", "./no-model"),
         "prompt: weight 1e+16 of 'a' is out of range",
     )
     failed(
-        run("jazz", "--negative", "(" * 499 + "x" + ")" * 499, "-o", "o.wav", "--model", "./none"),
+        generate(
+            "jazz", "--negative", "(" * 499 + "x" + ")" * 499, "-o", "o.wav", "--model", "./none"
+        ),
         "negative prompt: brackets nest 499 deep",
     )
 
@@ -284,7 +286,7 @@ def test_a_full_disk_leaves_neither_output(
 
     monkeypatch.setattr(Image.Image, "save", disk_full)
     audio, image = tmp_path / "g.mp3", tmp_path / "g.png"
-    result = run(
+    result = generate(
         "jazz", "-o", audio, "--image", image, "--width", 64, "--model", tiny_checkpoint, *FAST
     )
     failed(result, f"{image}: cannot write (No space left on device)")

@@ -18,10 +18,12 @@ from riffusion.cli.audio_commands import (
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
 from riffusion.cli.common import exit_status, warn
+from riffusion.cli.dataset_command import dataset
 from riffusion.cli.generate import generate
 from riffusion.cli.render_commands import interpolate, jam, riff
 from riffusion.cli.seed_commands import seed_image, seeds
 from riffusion.cli.serve import serve
+from riffusion.cli.train_command import train
 from riffusion.errors import RiffusionError, RiffusionWarning
 from riffusion.interrupts import signal_of, sigterm_as_interrupt
 
@@ -89,3 +91,5 @@ cli.add_command(serve)
 cli.add_command(riff)
 cli.add_command(interpolate)
 cli.add_command(jam)
+cli.add_command(dataset)
+cli.add_command(train)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -10,6 +13,7 @@ from riffusion.cli.common import PATH, quality_option
 from riffusion.cli.model_options import model_options
 from riffusion.devices import AUTO
 from riffusion.diffusion.model_settings import ModelSettings
+from riffusion.diffusion.named_loras import check_lora_name
 from riffusion.errors import RiffusionError
 from riffusion.server.limits import DEFAULT_MAX_BODY_BYTES, MAX_STEPS
 from riffusion.spectrogram.reconstruction import Quality
@@ -67,6 +71,9 @@ def serve(
 ) -> None:
     """Serve the web app at http://HOST:PORT/ and the API (docs at /docs).
 
+    --lora PATH fuses a LoRA into the model for every request; --lora NAME=PATH (repeatable)
+    offers it by name instead, for requests and jams to choose (GET /api/loras lists them).
+
     The server answers at once; the model loads in the background (GET /health tells how it
     is going, and what is missing if it cannot be loaded).
     """
@@ -85,8 +92,10 @@ def serve(
             f"--max-batch must be 'auto' or a whole number of at least 1, got {max_batch!r}"
         )
     batch_setting: MaxBatch = AUTO if batch == AUTO else int(batch)
+    fused, named = split_named_loras(model_settings.lora)
     config = ServerConfig(
-        model=model_settings,
+        model=dataclasses.replace(model_settings, lora=fused),
+        named_loras=named,
         seed_images_dir=seed_images,
         queue_capacity=queue_capacity,
         max_batch=batch_setting,
@@ -97,3 +106,33 @@ def serve(
     app = create_app(config)
     click.echo(f"Riffusion on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", ws="websockets")
+
+
+# NAME=PATH, where NAME cannot be a path itself.
+_NAMED_LORA = re.compile(r"^([^=/\\]+)=(.+)$")
+
+
+def split_named_loras(
+    values: Sequence[str],
+) -> tuple[tuple[str, ...], tuple[tuple[str, Path], ...]]:
+    """--lora values split into (fused: PATH values, named: (NAME, PATH) pairs). A value that
+    is an existing path is a path even if it holds '='.
+
+    Raises:
+        RiffusionError: a bad or repeated name, or a named LoRA file that does not exist.
+    """
+    fused: list[str] = []
+    named: dict[str, Path] = {}
+    for value in values:
+        match = _NAMED_LORA.match(value)
+        if match is None or Path(value).exists():
+            fused.append(value)
+            continue
+        name, path = match[1], Path(match[2]).expanduser()
+        check_lora_name(name)
+        if name in named:
+            raise RiffusionError(f"--lora {value}: the name {name!r} is given twice")
+        if not path.is_file():
+            raise RiffusionError(f"--lora {value}: no such LoRA file {path}")
+        named[name] = path
+    return tuple(fused), tuple(named.items())

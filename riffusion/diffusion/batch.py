@@ -52,6 +52,7 @@ class BatchKey:
             schedule it sets the timestep the run starts from.
         latent_size: (height, width) of the latents, pixels / 8.
         guided: whether guidance > 1 (two UNet rows per request, else one).
+        lora: the named LoRA the UNet runs with (riffusion.diffusion.named_loras), or None.
     """
 
     scheduler: str
@@ -59,6 +60,7 @@ class BatchKey:
     denoising_steps: int
     latent_size: tuple[int, int]
     guided: bool
+    lora: str | None = None
 
     def difference(self, other: BatchKey) -> str:
         """The fields in which other differs, as "name self != other; ...", for error messages."""

@@ -67,6 +67,8 @@ class InferenceInput:
         num_inference_steps: steps of the full schedule; img2img runs denoising times as many.
         seed_image_id: name of the seed image (the spectrogram img2img starts from).
         mask_image_id: name of a mask image, or None to repaint everywhere.
+        lora: name of a LoRA the pipeline holds apart (named_loras), or None for the model as
+            loaded.
     """
 
     start: PromptInput
@@ -75,6 +77,7 @@ class InferenceInput:
     num_inference_steps: int = 50
     seed_image_id: str = "og_beat"
     mask_image_id: str | None = None
+    lora: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -82,6 +85,8 @@ class InferenceInput:
                 raise RiffusionError(f"{name} must be a PromptInput")
         check_number("alpha", self.alpha, 0.0, 1.0)
         check_steps("num_inference_steps", self.num_inference_steps)
+        if self.lora is not None and (not isinstance(self.lora, str) or not self.lora):
+            raise RiffusionError(f"lora must be a name or None, got {self.lora!r}")
 
 
 def random_seed() -> int:

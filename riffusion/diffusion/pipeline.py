@@ -45,6 +45,7 @@ from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, load_stable_diff
 from riffusion.diffusion.downloads import DownloadProgress
 from riffusion.diffusion.inputs import InferenceInput, PromptInput, check_steps
 from riffusion.diffusion.interpolation import lerp, slerp
+from riffusion.diffusion.named_loras import use_lora
 from riffusion.diffusion.prompt_embeddings import PromptEmbedder
 from riffusion.diffusion.schedulers import Scheduler, make_scheduler, scheduler_class
 from riffusion.errors import RiffusionError
@@ -119,6 +120,8 @@ class RiffusionPipeline(DiffusionPipeline):
         )
         self._masks: LRUCache[Hashable, torch.Tensor] = LRUCache(_CACHE_SIZE)
         self._converters: LRUCache[str, SpectrogramImageConverter] = LRUCache(len(QUALITIES))
+        # Names of the LoRAs held apart in the UNet (riffusion.diffusion.named_loras).
+        self.named_loras: tuple[str, ...] = ()
 
     @classmethod
     def load_checkpoint(
@@ -313,6 +316,7 @@ class RiffusionPipeline(DiffusionPipeline):
         if not requests:
             return []
 
+        use_lora(self, keys[0].lora)
         conditionings = [self._conditioning(request, use_reweighting) for request in requests]
         members = self._denoise(
             conditionings,
@@ -363,6 +367,7 @@ class RiffusionPipeline(DiffusionPipeline):
                 init_image.width // self.vae_scale_factor,
             ),
             guided=lerp(start.guidance, end.guidance, alpha) > 1.0,
+            lora=inputs.lora,
         )
 
     @overload

@@ -21,15 +21,18 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import HTTPException
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from riffusion.devices import resolve_device
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.diffusion.model_settings import ModelSettings
+from riffusion.diffusion.named_loras import load_named_loras
+from riffusion.errors import RiffusionError
 from riffusion.server.http_errors import COMMON_ERRORS, add_error_handlers
 from riffusion.server.http_middleware import BodyLimit, HeadAsGet, JsonBodies
+from riffusion.server.inference_response import inference_response
 from riffusion.server.jam_socket import JamSession
 from riffusion.server.library import SeedLibrary, UnknownId
 from riffusion.server.limits import DEFAULT_MAX_BODY_BYTES
@@ -39,6 +42,7 @@ from riffusion.server.schemas import (
     HealthModel,
     InferenceInputModel,
     InferenceOutputModel,
+    LoraListModel,
     MaskListModel,
     MaskModel,
     QueueModel,
@@ -48,13 +52,11 @@ from riffusion.server.schemas import (
 from riffusion.server.studio import studio_router
 from riffusion.server.worker import (
     AUTO,
-    CLIENT_CLOSED_REQUEST,
     REQUESTED_STEPS_HEADER,
     STEPS_HEADER,
     InferenceWorker,
     MaxBatch,
     resolve_max_batch,
-    result_unless_disconnected,
 )
 from riffusion.spectrogram.reconstruction import Quality
 
@@ -83,6 +85,8 @@ class ServerConfig:
             device (worker.AUTO_MAX_BATCH: 4 on CUDA, 2 on CPUs, else 1).
         quality: phase reconstruction quality of the audio.
         static_dir: the web app's files, served at /.
+        named_loras: (id, LoRA file) pairs held apart in the model, for requests and jams to
+            choose among by id (`serve --lora NAME=PATH`).
         max_steps: the most diffusion steps a generation may run; requests (and jam clips) that
             ask for more run this many, and say so (docs/api.md). None: no limit.
         max_body_bytes: the largest request body taken; larger ones answer 413 unread.
@@ -94,6 +98,7 @@ class ServerConfig:
     max_batch: MaxBatch = AUTO
     quality: Quality = "fast"
     static_dir: Path = STATIC_DIR
+    named_loras: tuple[tuple[str, Path], ...] = ()
     max_steps: int | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
@@ -122,6 +127,9 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
 
         progress("loading weights", None)
         pipeline = config.model.load(download_progress=downloading)
+        if config.named_loras:
+            progress("loading the named LoRAs", None)
+            load_named_loras(pipeline, dict(config.named_loras))
         progress("warming up", None)
         # The shortest schedule that runs the UNet (a one-step schedule at denoising 1 runs
         # none: the original's img2img arithmetic skips its only timestep), with guidance, so
@@ -218,6 +226,7 @@ def create_app(
     async def run_inference(body: InferenceInputModel, request: Request) -> Response:
         """Generate one clip: the original riffusion API, InferenceInput in, InferenceOutput out."""
         inputs = body.to_inference_input()
+        check_lora_id(inputs.lora)
         library.check_seed_id(inputs.seed_image_id)
         if inputs.mask_image_id is not None:
             library.check_mask_id(inputs.mask_image_id)
@@ -225,14 +234,7 @@ def create_app(
         init_image, mask = await run_in_threadpool(
             library.images, inputs.seed_image_id, inputs.mask_image_id
         )
-        job = worker.submit(inputs, init_image, mask)
-        rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
-        if rendered is None:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        output = InferenceOutputModel(
-            image=rendered.image_url, audio=rendered.audio_url, duration_s=rendered.duration_s
-        )
-        return JSONResponse(output.model_dump(mode="json"), headers=job.steps_headers)
+        return await inference_response(worker, inputs, init_image, mask, request)
 
     for path in ("/run_inference/", "/run_inference"):
         app.add_api_route(
@@ -244,6 +246,18 @@ def create_app(
             tags=["inference"],
             include_in_schema=path.endswith("/"),
         )
+
+    lora_ids = [name for name, _ in config.named_loras]
+
+    def check_lora_id(lora: str | None) -> None:
+        if lora is not None and lora not in lora_ids:
+            offered = ", ".join(lora_ids) or "none (start the server with --lora NAME=PATH)"
+            raise RiffusionError(f"unknown lora {lora!r}; this server offers: {offered}")
+
+    @app.get("/api/loras", response_model=LoraListModel, tags=["inference"])
+    async def get_loras() -> LoraListModel:
+        """The LoRA ids a request's (or a jam's) lora field may name."""
+        return LoraListModel(loras=lora_ids)
 
     @app.get("/api/seeds", response_model=SeedListModel, tags=["seeds"])
     async def get_seeds() -> SeedListModel:

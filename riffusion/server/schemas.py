@@ -66,6 +66,15 @@ Steps = Annotated[
 ]
 Prompt = Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)]
 ImageId = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_ID_CHARS)]
+LoraId = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="a LoRA id from GET /api/loras; absent or null: the model alone",
+    ),
+]
 MaskId = Annotated[
     Annotated[str, Field(strict=True, max_length=MAX_ID_CHARS)] | None,
     AfterValidator(_none_if_empty),
@@ -130,6 +139,7 @@ class InferenceInputModel(_Request):
     mask_image_id: MaskId = None
     start: PromptInputModel
     end: PromptInputModel
+    lora: LoraId | None = None
 
     def to_inference_input(self) -> InferenceInput:
         return InferenceInput(
@@ -139,6 +149,7 @@ class InferenceInputModel(_Request):
             num_inference_steps=self.num_inference_steps,
             seed_image_id=self.seed_image_id,
             mask_image_id=self.mask_image_id,
+            lora=self.lora,
         )
 
     @classmethod
@@ -150,6 +161,7 @@ class InferenceInputModel(_Request):
             mask_image_id=inputs.mask_image_id,
             start=PromptInputModel.from_prompt_input(inputs.start),
             end=PromptInputModel.from_prompt_input(inputs.end),
+            lora=inputs.lora,
         )
 
 
@@ -254,14 +266,15 @@ class JamSettingsModel(_Request):
     mask_image_id: MaskId = None
     alpha_velocity: AlphaVelocity | None = None
     seed: Seed | None = None
+    lora: LoraId | None = None
 
     def changes(self) -> dict[str, Any]:
-        """The fields the client sent. mask_image_id may be sent as null or "" (no mask); a null
-        elsewhere means the same as leaving the field out."""
+        """The fields the client sent. mask_image_id may be sent as null or "" (no mask) and lora
+        as null (the model alone); a null elsewhere means the same as leaving the field out."""
         return {
             name: getattr(self, name)
             for name in self.model_fields_set
-            if getattr(self, name) is not None or name == "mask_image_id"
+            if getattr(self, name) is not None or name in ("mask_image_id", "lora")
         }
 
 
@@ -343,3 +356,9 @@ class StatusMessage(BaseModel):
 class ErrorMessage(BaseModel):
     type: Literal["error"] = "error"
     message: str
+
+
+class LoraListModel(BaseModel):
+    """The LoRAs (trained styles) a request or a jam may choose by id."""
+
+    loras: list[str] = Field(description="ids for the lora field; `serve --lora NAME=PATH`")

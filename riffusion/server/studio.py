@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from riffusion.audio import Audio
+from riffusion.audio import Audio, AudioTooLongError
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.errors import RiffusionError
+from riffusion.server.inference_response import inference_response
 from riffusion.server.limits import MAX_UPLOAD_BYTES
 from riffusion.server.model import ModelHolder
 from riffusion.server.schemas import (
@@ -32,11 +33,9 @@ from riffusion.server.schemas import (
     InferenceOutputModel,
 )
 from riffusion.server.worker import (
-    CLIENT_CLOSED_REQUEST,
     InferenceWorker,
     QueueFull,
     data_url,
-    result_unless_disconnected,
 )
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.image import DEFAULT_MAX_VALUE
@@ -121,6 +120,11 @@ def decode_audio(mime: str | None, data: bytes) -> Audio:
         path.write_bytes(data)
         try:
             return Audio.load(path, max_duration_s=MAX_CLIP_S + CLIP_TOLERANCE_S)
+        except AudioTooLongError:
+            raise RiffusionError(
+                f"the audio is longer than {MAX_CLIP_S + CLIP_TOLERANCE_S:.2f} s; "
+                f"send clips of at most {MAX_CLIP_S} s"
+            ) from None
         except RiffusionError as error:
             # The temporary path means nothing to the client.
             raise RiffusionError(str(error).replace(str(path), "audio")) from None
@@ -213,13 +217,6 @@ def studio_router(
             num_inference_steps=body.num_inference_steps,
             seed_image_id="upload",
         )
-        job = worker.submit(inputs, image, None)
-        rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
-        if rendered is None:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        output = InferenceOutputModel(
-            image=rendered.image_url, audio=rendered.audio_url, duration_s=rendered.duration_s
-        )
-        return JSONResponse(output.model_dump(mode="json"), headers=job.steps_headers)
+        return await inference_response(worker, inputs, image, None, request)
 
     return router
