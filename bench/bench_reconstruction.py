@@ -3,7 +3,8 @@
 Run from the repository root:
 
     .venv/bin/python bench/bench_reconstruction.py [--repeats N] [--seeds N]
-        [--classes real,seed,generated,synth] [--floor-iters N] [--floor-columns N]
+        [--classes real,generated,seed,synth] [--seed-images og_beat,vibes] [--threads N]
+        [--floor-iters N] [--floor-columns N]
 
 Inputs, in four classes:
     real: 5.12 s segments of the original project's test clip (left, right and stereo, at several
@@ -126,8 +127,10 @@ class Input:
     target: torch.Tensor
 
 
-def inputs(params: SpectrogramParams, classes: tuple[str, ...]) -> list[Input]:
-    """Every benchmark input of the given classes."""
+def inputs(
+    params: SpectrogramParams, classes: tuple[str, ...], seed_ids: list[str] | None = None
+) -> list[Input]:
+    """Every benchmark input of the given classes (seed images: seed_ids, default all)."""
     frames = round(SEGMENT_S * 1000 / params.step_size_ms)
 
     def mel_of(samples: np.ndarray) -> torch.Tensor:
@@ -158,8 +161,8 @@ def inputs(params: SpectrogramParams, classes: tuple[str, ...]) -> list[Input]:
         for path in sorted((REFERENCE / "generated").glob("*.png")):
             result.append(Input("generated", path.stem[:20], image_mel(Image.open(path))))
     if "seed" in classes:
-        for seed in list_seeds():
-            result.append(Input("seed", seed.id[:20], image_mel(load_seed_image(seed.id))))
+        for seed_id in seed_ids or [seed.id for seed in list_seeds()]:
+            result.append(Input("seed", seed_id[:20], image_mel(load_seed_image(seed_id))))
     if "synth" in classes:
         result.append(Input("synth", "drum loop", mel_of(drum_loop(params.sample_rate, SEGMENT_S))))
         result.append(Input("synth", "chord pad", mel_of(chord_pad(params.sample_rate, SEGMENT_S))))
@@ -293,6 +296,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="generator seeds of original")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--classes", default=",".join(CLASSES), help="input classes to run")
+    parser.add_argument("--seed-images", default="", help="seed ids to run (default: all)")
     parser.add_argument("--floor-iters", type=int, default=0, help="L-BFGS iterations (0: off)")
     parser.add_argument("--floor-columns", type=int, default=160, help="columns of the floor crop")
     args = parser.parse_args()
@@ -304,7 +308,7 @@ def main() -> None:
     params = SpectrogramParams()
     print(f"machine: {machine()}\n")
 
-    all_inputs = inputs(params, classes)
+    all_inputs = inputs(params, classes, [s for s in args.seed_images.split(",") if s] or None)
     # Build per-parameter caches (filterbank inverses, resampling filter) outside the timings.
     for quality in ("fast", "high"):
         reconstruct_waveform(all_inputs[0].target[..., :64], params, quality)
