@@ -206,7 +206,8 @@ def test_loudness_is_matched_at_the_join() -> None:
     matched = stitch([quiet, loud], [0, 108])
     unmatched = stitch([quiet, loud], [0, 108], match_loudness=False)
     join = 118 * HOP
-    assert step_db(unmatched, join) > 4.0
+    # Measured inside the 20-column crossfade, the 6 dB step shows as about 4 dB.
+    assert step_db(unmatched, join) > 3.5
     assert abs(step_db(matched, join)) < 1.0
     # The loud clip relaxes to its own level by its end.
     end = matched.samples[:, -30 * HOP : -10 * HOP]

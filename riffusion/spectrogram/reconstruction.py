@@ -4,7 +4,7 @@ Qualities:
     "original": the original riffusion's algorithm (least-squares inverse mel, then 32 iterations of
         fast Griffin-Lim with momentum 0.99 from a random initial phase, n_fft = 17640). Kept as the
         reference the other two are measured against.
-    "fast" (default), "high": one pipeline in three steps, "high" iterating longer:
+    "fast" (default), "high": one pipeline in four steps, "high" iterating longer:
 
         1. Linear magnitudes on a reconstruction STFT whose FFT is as long as the window (4410
            instead of 17640 samples by default). Zero-padding a windowed frame only interpolates its
@@ -22,6 +22,16 @@ Qualities:
            magnitudes, so instead of imposing the smooth least-squares estimate there, each
            iteration keeps the iterate's own magnitudes and rescales them to the target mel
            energies. Below that frequency the least-squares magnitudes are accurate and imposed.
+        4. The same kind of iterations on the analysis STFT's own 2.5 Hz grid
+           (riffusion.spectrogram.refinement): on the low bands, where mel bands lie closer
+           together than the reconstruction bins and step 3 can only impose least-squares
+           magnitudes, at a ninth of the sample rate ("fast" and "high"); then on every band
+           ("high"). On spectrograms no signal has (every image the model generates) imposing
+           least-squares magnitudes leaves the low bands, which hold most of the energy, well off
+           their targets; rescaling the iterate's own fine-grid magnitudes to the target band
+           energies does not.
+
+    How many iterations each stage runs is in SCHEDULES.
 
 See docs/benchmarks.md for measurements against "original".
 """
