@@ -68,13 +68,18 @@ def start_server(
 ) -> tuple[uvicorn.Server, threading.Thread, str, object]:
     """The app under uvicorn on a free port, started now; returns (server, thread, url, app)."""
     app = create_app(ServerConfig(ModelSettings(str(checkpoint), device=device)))
+    return (*serve_app(app), app)
+
+
+def serve_app(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
+    """app under uvicorn on a free port, started now; returns (server, thread, address)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    return server, thread, f"127.0.0.1:{port}", app
+    return server, thread, f"127.0.0.1:{port}"
 
 
 def start_message(prompt: str, args: argparse.Namespace, seed: int) -> str:

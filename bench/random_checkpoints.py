@@ -1,4 +1,5 @@
-"""The random-weight checkpoints the benchmarks share: written once under TMPDIR, then reused."""
+"""The random-weight checkpoints the benchmarks share: written once under TMPDIR, then reused;
+with stand-ins for the realtime preset's weights beside them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+from riffusion.diffusion.preset_weights import PresetWeights
 from riffusion.testing import make_random_checkpoint
 
 
@@ -30,3 +32,19 @@ def add_sd15_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
         default=default_checkpoint_dir("sd15"),
         help="where the random SD 1.5-size checkpoint is written once and reused",
     )
+
+
+def random_preset_weights(checkpoint: Path, size: str) -> PresetWeights:
+    """Stand-ins for the realtime preset's LCM-LoRA and TAESD, of their real sizes for "sd15",
+    kept beside checkpoint (written first if not there)."""
+    from riffusion.testing.presets import make_lcm_lora, make_tiny_vae
+
+    lcm_lora = checkpoint / "lcm-lora" / "pytorch_lora_weights.safetensors"
+    tiny_vae = checkpoint / "taesd"
+    if not lcm_lora.is_file():
+        print(f"writing a random-weight LCM-LoRA to {lcm_lora} ...", flush=True)
+        make_lcm_lora(lcm_lora, checkpoint, size=size)
+    if not (tiny_vae / "config.json").is_file():
+        print(f"writing a random-weight TAESD to {tiny_vae} ...", flush=True)
+        make_tiny_vae(tiny_vae, size="taesd" if size == "sd15" else "tiny")
+    return PresetWeights(lcm_lora=str(lcm_lora), tiny_vae=str(tiny_vae))

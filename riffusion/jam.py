@@ -30,6 +30,7 @@ from riffusion.diffusion.inputs import (
     check_seed,
     check_steps,
 )
+from riffusion.diffusion.presets import PresetName, check_preset_steps
 from riffusion.errors import RiffusionError
 
 #: Jam seeds are the pipeline's seeds; s + 1 wraps around to 0 past the last one.
@@ -60,6 +61,7 @@ class JamSettings:
         seed_image_id: the seed image every clip starts from.
         mask_image_id: mask over the seed image, or None to repaint everywhere.
         alpha_velocity: how far alpha moves per clip, in (0, 1]; 0.25 gives four clips per sweep.
+        preset: how the diffusion runs (riffusion.diffusion.presets).
         lora: name of a LoRA the server offers (its trained style), or None for the model alone.
     """
 
@@ -69,12 +71,14 @@ class JamSettings:
     seed_image_id: str = "og_beat"
     mask_image_id: str | None = None
     alpha_velocity: float = 0.25
+    preset: PresetName = "quality"
     lora: str | None = None
 
     def __post_init__(self) -> None:
         check_number("denoising", self.denoising, 0.0, 1.0)
         check_number("guidance", self.guidance, 0.0, math.inf)
         check_steps("num_inference_steps", self.num_inference_steps)
+        check_preset_steps(self.preset, self.num_inference_steps)
         if not isinstance(self.seed_image_id, str) or not self.seed_image_id:
             raise RiffusionError(f"seed_image_id must be a name, got {self.seed_image_id!r}")
         if self.mask_image_id is not None and (
@@ -227,6 +231,7 @@ class JamEngine:
             num_inference_steps=settings.num_inference_steps,
             seed_image_id=settings.seed_image_id,
             mask_image_id=settings.mask_image_id,
+            preset=settings.preset,
             lora=settings.lora,
         )
         clip = JamClip(index=self._index, input=inputs, state=self._state)

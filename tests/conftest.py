@@ -62,6 +62,41 @@ def tiny_pipeline(tiny_checkpoint: Path):
     return RiffusionPipeline.load_checkpoint(tiny_checkpoint, device="cpu", dtype="float32")
 
 
+# --- The realtime preset's extra weights, as random-weight stand-ins ----------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_lcm_lora(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random LoRA weights in the LCM-LoRA's layout for the tiny checkpoint (a .safetensors)."""
+    from riffusion.testing.presets import make_lcm_lora
+
+    return make_lcm_lora(tmp_path_factory.mktemp("lcm") / "lcm_lora.safetensors", tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random-weight AutoencoderTiny folder standing in for TAESD."""
+    from riffusion.testing.presets import make_tiny_vae
+
+    return make_tiny_vae(tmp_path_factory.mktemp("taesd") / "taesd")
+
+
+@pytest.fixture(scope="session")
+def preset_weights(tiny_lcm_lora: Path, tiny_vae: Path):
+    """PresetWeights pointing at the stand-ins."""
+    from riffusion.diffusion.preset_weights import PresetWeights
+
+    return PresetWeights(lcm_lora=str(tiny_lcm_lora), tiny_vae=str(tiny_vae))
+
+
+@pytest.fixture(scope="session")
+def preset_pipeline(tiny_checkpoint: Path, preset_weights):
+    """The tiny model, float32 on the CPU, able to run every preset (shared: do not modify)."""
+    from riffusion.diffusion.pipeline import RiffusionPipeline
+
+    return RiffusionPipeline.load_checkpoint(
+        tiny_checkpoint, device="cpu", dtype="float32", preset_weights=preset_weights
+    )
 @pytest.fixture(scope="module")
 def seed_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The server tests' seed images folder (server_support.write_seed_images); a module may

@@ -220,6 +220,6 @@ def hub_http_error(cls: type[Exception]) -> Exception:
     ],
 )
 def test_hub_failures_are_explained(error: BaseException, message: str) -> None:
-    explained = str(checkpoints._hub_error("a/b", "v9", error))
+    explained = str(checkpoints.hub_error("a/b", "v9", error))
     assert message in explained
     assert "--model" in explained and "\n" not in explained

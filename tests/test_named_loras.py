@@ -143,3 +143,20 @@ def test_jam_settings_carry_the_lora_into_every_clip() -> None:
     assert engine.next_clip().input.lora == "drums"
     engine.update_settings(**JamSettingsModel.model_validate({"lora": None}).changes())
     assert engine.next_clip().input.lora is None
+
+
+def test_a_named_lora_with_the_realtime_preset_is_refused(
+    named_pipeline: RiffusionPipeline,
+) -> None:
+    """The realtime preset's UNet is a copy with the LCM-LoRA fused in; it does not hold the
+    named LoRAs, so the pair would run without the style."""
+    prompt = PromptInput("church bells", seed=3, denoising=0.8)
+    realtime = InferenceInput(
+        start=prompt, end=prompt, alpha=0.0, num_inference_steps=1, lora="drums", preset="realtime"
+    )
+    with pytest.raises(RiffusionError, match="runs with the quality and fast presets"):
+        named_pipeline.batch_key(realtime, SEED_IMAGE)
+    fast = InferenceInput(
+        start=prompt, end=prompt, alpha=0.0, num_inference_steps=4, lora="drums", preset="fast"
+    )
+    assert named_pipeline.batch_key(fast, SEED_IMAGE).lora == "drums"

@@ -29,6 +29,8 @@ import pytest
 from PIL import Image
 from server_support import free_port
 
+from riffusion.testing import make_tiny_lora
+
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
     pytest.skip(
@@ -125,7 +127,11 @@ class Server:
 def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("web")
     seeds = write_seed_images(folder / "seeds")
-    process = Server(["--model", str(tiny_checkpoint), "--seed-images", str(seeds)], folder / "log")
+    style = make_tiny_lora(folder / "style.safetensors", tiny_checkpoint, seed=1)
+    process = Server(
+        ["--model", str(tiny_checkpoint), "--seed-images", str(seeds), "--lora", f"style={style}"],
+        folder / "log",
+    )
     try:
         process.wait_for("ready")
         yield process
@@ -652,3 +658,54 @@ def test_model_that_cannot_load_is_explained_on_the_page(browser, tmp_path):
 
 def jam_phase(page) -> str:
     return page.evaluate("riffusion.jam.phase")
+
+
+# ---------------------------------------------------------------- presets
+
+
+def test_choosing_a_preset_sets_its_steps_and_reaches_the_jam(server, tab):
+    page = tab.page
+    page.goto(f"{server.url}?seedImageId={SEED_ID}")
+    page.wait_for_function("document.querySelector('#preset option[value=\"fast\"]')")
+    # The server runs quality by default, at the original's 50 steps.
+    assert page.input_value("#preset") == "quality"
+    assert page.input_value("#steps") == "50"
+    page.select_option("#preset", "fast")
+    assert page.input_value("#steps") == "20"
+    assert not page.is_disabled("#guidance")
+    query = parse_qs(urlsplit(page.input_value("#share-url")).query)
+    assert query["preset"] == ["fast"] and query["numInferenceSteps"] == ["20"]
+    page.fill("#prompt-input", "a fast jam")
+    page.press("#prompt-input", "Enter")
+    start = tab.wait_sent("start")[0]["settings"]
+    assert (start["preset"], start["num_inference_steps"]) == ("fast", 20)
+    # Realtime brings its own step count and runs without guidance.
+    page.select_option("#preset", "realtime")
+    assert page.input_value("#steps") == "1"
+    assert page.is_disabled("#guidance")
+    sent = tab.wait_sent("settings")[-1]["settings"]
+    assert sent == {"preset": "realtime", "num_inference_steps": 1}
+
+
+# ---------------------------------------------------------------- trained styles
+
+
+def test_choosing_a_trained_style_reaches_the_jam_and_the_share_link(server, tab):
+    page = tab.page
+    page.goto(f"{server.url}?numInferenceSteps=1&seedImageId={SEED_ID}")
+    page.wait_for_function("document.querySelector('#lora option[value=\"style\"]')")
+    assert page.is_visible("#lora")
+    assert page.input_value("#lora") == ""
+    page.fill("#prompt-input", "a styled jam")
+    page.press("#prompt-input", "Enter")
+    assert "lora" not in tab.wait_sent("start")[0]["settings"]
+    page.select_option("#lora", "style")
+    assert tab.wait_sent("settings")[-1]["settings"] == {"lora": "style"}
+    query = parse_qs(urlsplit(page.input_value("#share-url")).query)
+    assert query["lora"] == ["style"]
+    # Clips keep arriving with the style (the server names the valid ids if it refused one).
+    wanted = len(tab.clips) + 2
+    deadline = time.monotonic() + 60
+    while len(tab.clips) < wanted and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(tab.clips) >= wanted

@@ -98,7 +98,7 @@ def generate(
     seed_images_dir: Path | None,
     denoising: float,
     guidance: float,
-    steps: int,
+    steps: int | None,
     negative: str | None,
     scheduler: str | None,
     width: int,
@@ -134,7 +134,7 @@ def generate(
             )
     elif given("width"):
         raise RiffusionError("--width is for text-to-music; with --seed-image its width is used")
-    scheduler = check_schedule(steps, scheduler)
+    steps, scheduler = check_schedule(steps, scheduler, model_settings.preset)
     seed = seed_value(seed, "--seed")
     prompt_input = PromptInput(
         prompt=prompt,
@@ -167,6 +167,7 @@ def generate(
                 num_inference_steps=steps,
                 scheduler=scheduler,
                 callback=progress,
+                preset=model_settings.preset,
             )
         else:
             image = pipe.img2img(
@@ -176,6 +177,7 @@ def generate(
                 num_inference_steps=steps,
                 scheduler=scheduler,
                 callback=progress,
+                preset=model_settings.preset,
             )
 
     # A result of a seed with tempo tags plays as that loop, at that tempo.

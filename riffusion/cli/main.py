@@ -18,6 +18,7 @@ from riffusion.cli.audio_commands import (
 )
 from riffusion.cli.batch_commands import audio_to_images_batch, sample_clips_batch
 from riffusion.cli.common import exit_status, warn
+from riffusion.cli.compare_presets import compare_presets
 from riffusion.cli.dataset_command import dataset
 from riffusion.cli.generate import generate
 from riffusion.cli.render_commands import interpolate, jam, riff
@@ -91,5 +92,6 @@ cli.add_command(serve)
 cli.add_command(riff)
 cli.add_command(interpolate)
 cli.add_command(jam)
+cli.add_command(compare_presets)
 cli.add_command(dataset)
 cli.add_command(train)

@@ -1,5 +1,6 @@
 """Options and checks shared by the commands that run the model: generate, riff, interpolate and
-jam. Which model and how to run it, the diffusion schedule, seeds, and seed images.
+jam (and serve, for the model options). Which model and how to run it (its preset included), the
+diffusion schedule, seeds, and seed images.
 
 Every check here runs before the model loads, so a mistake fails in a second with one line.
 """
@@ -20,6 +21,14 @@ from riffusion.devices import resolve_device
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, DTYPE_NAMES
 from riffusion.diffusion.inputs import check_seed, check_steps, random_seed
 from riffusion.diffusion.model_settings import ModelSettings
+from riffusion.diffusion.preset_weights import LCM_LORA_HUB_ID, TINY_VAE_HUB_ID
+from riffusion.diffusion.presets import (
+    PRESET_NAMES,
+    PRESETS,
+    check_preset_steps,
+    get_preset,
+    preset_steps,
+)
 from riffusion.diffusion.schedulers import SCHEDULERS, scheduler_name
 from riffusion.errors import RiffusionError
 from riffusion.seeds.registry import load_seed_image, seed_argument
@@ -28,7 +37,11 @@ if TYPE_CHECKING:
     from riffusion.diffusion.pipeline import RiffusionPipeline
 
 steps_option = click.option(
-    "--steps", type=int, default=50, show_default=True, help="Diffusion steps of the schedule."
+    "--steps",
+    type=int,
+    help="Diffusion steps of the schedule (default: the preset's: "
+    + ", ".join(f"{preset.steps} for {name}" for name, preset in PRESETS.items())
+    + ").",
 )
 scheduler_option = click.option(
     "--scheduler",
@@ -45,10 +58,20 @@ seed_images_option = click.option(
 def load_model(settings: ModelSettings) -> RiffusionPipeline:
     """The pipeline, announced on stderr, without the libraries' own warnings and bars."""
     quiet_model_libraries()
-    click.echo(f"Loading {settings.model} ...", err=True)
+    preset = "" if settings.preset == "quality" else f" for the {settings.preset} preset"
+    click.echo(f"Loading {settings.model}{preset} ...", err=True)
     return settings.load()
 
 
+_PRESET_OPTION = click.option(
+    "--preset",
+    type=click.Choice(PRESET_NAMES),
+    default="quality",
+    show_default=True,
+    help="How much work each clip gets: "
+    + "; ".join(f"{name}: {preset.summary}" for name, preset in PRESETS.items())
+    + ".",
+)
 _MODEL_OPTIONS = (
     click.option(
         "--model",
@@ -79,31 +102,82 @@ _MODEL_OPTIONS = (
         show_default=True,
         help="Compute precision; auto is float16 on CUDA, bfloat16 on CPUs with native support.",
     ),
+    _PRESET_OPTION,
+    click.option(
+        "--lcm-lora",
+        default=LCM_LORA_HUB_ID,
+        show_default=True,
+        help="For --preset realtime: the LCM-LoRA, a .safetensors file, a folder or a Hub id "
+        "(downloaded once).",
+    ),
+    click.option(
+        "--tiny-vae",
+        default=TINY_VAE_HUB_ID,
+        show_default=True,
+        help="For --preset realtime: the TAESD autoencoder, a diffusers folder or a Hub id "
+        "(downloaded once).",
+    ),
 )
 _MODEL_PARAMETERS = tuple(field.name for field in fields(ModelSettings))
 
 
 def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --model, --model-config, --revision, --cache-dir, --lora, --lora-scale, --device and
-    --dtype to a click command, which gets their values as one argument, model_settings (checked:
-    an unusable --device fails here, before any work)."""
+    """Add --model, --model-config, --revision, --cache-dir, --lora, --lora-scale, --device,
+    --dtype, --preset, --lcm-lora and --tiny-vae to a click command, which gets their values as
+    one argument, model_settings (checked: an unusable --device fails here, before any work)."""
+    return _with_model_options(command, _MODEL_OPTIONS)
 
+
+def model_options_without_preset(command: Callable[..., Any]) -> Callable[..., Any]:
+    """model_options() less --preset, for commands that run every preset."""
+    options = tuple(option for option in _MODEL_OPTIONS if option is not _PRESET_OPTION)
+    return _with_model_options(command, options)
+
+
+def _with_model_options(
+    command: Callable[..., Any], options: tuple[Callable[..., Any], ...]
+) -> Callable[..., Any]:
     # wraps() also carries over the options already attached below this decorator.
     @functools.wraps(command)
     def with_model_settings(**values: Any) -> Any:
-        settings = ModelSettings(**{name: values.pop(name) for name in _MODEL_PARAMETERS})
+        settings = ModelSettings(
+            **{name: values.pop(name) for name in _MODEL_PARAMETERS if name in values}
+        )
         resolve_device(settings.device)
         return command(model_settings=settings, **values)
 
-    for option in reversed(_MODEL_OPTIONS):
+    for option in reversed(options):
         with_model_settings = option(with_model_settings)
     return with_model_settings
 
 
-def check_schedule(steps: int, scheduler: str | None) -> str | None:
-    """Check --steps and --scheduler; the scheduler's canonical name (None: the model's own)."""
+def check_schedule(steps: int | None, scheduler: str | None, preset: str) -> tuple[int, str | None]:
+    """Check --steps, --scheduler and the options --preset leaves unused; the step count (the
+    preset's when --steps was left out) and the scheduler's canonical name (None: the model's
+    own, or the preset's)."""
+    recipe = get_preset(preset)
+    steps = preset_steps(preset, steps)
     check_steps("--steps", steps)
-    return None if scheduler is None else scheduler_name(scheduler)
+    check_preset_steps(preset, steps, "--steps")
+    if scheduler is not None and recipe.scheduler is not None:
+        raise RiffusionError(
+            f"--preset {preset} runs its own scheduler ({recipe.scheduler}); --scheduler is for "
+            "--preset quality"
+        )
+    if not recipe.guided:
+        context = click.get_current_context()
+        unused = [
+            f"--{name}"
+            for name in ("guidance", "negative")
+            if name in context.params
+            and context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if unused:
+            raise RiffusionError(
+                f"--preset {preset} runs without guidance: {' and '.join(unused)} would have no "
+                "effect"
+            )
+    return steps, None if scheduler is None else scheduler_name(scheduler)
 
 
 def seed_value(seed: int | None, option: str) -> int:

@@ -250,7 +250,7 @@ def riff(
     denoising: float,
     seed: int | None,
     guidance: float,
-    steps: int,
+    steps: int | None,
     negative: str | None,
     scheduler: str | None,
     start_time: float,
@@ -275,7 +275,7 @@ def riff(
     from one setting to the other along the track.
     """
     params = SpectrogramParams()
-    scheduler = check_schedule(steps, scheduler)
+    steps, scheduler = check_schedule(steps, scheduler, model_settings.preset)
     if start_time < 0:
         raise RiffusionError(f"--start-time must be at least 0, got {start_time:g}")
     if duration is not None and duration <= 0:
@@ -313,7 +313,17 @@ def riff(
     if bpm is not None:
         beats = beat_grid(track, None if bpm.strip().lower() == "auto" else _bpm_number(bpm))
         click.echo(f"Joins on the beat at {beats.bpm:.2f} BPM", err=True)
-    plan = plan_riff(track.num_frames, params, width, overlap_columns, start, end, steps, beats)
+    plan = plan_riff(
+        track.num_frames,
+        params,
+        width,
+        overlap_columns,
+        start,
+        end,
+        steps,
+        beats,
+        preset=model_settings.preset,
+    )
     check_render_outputs(output, images_dir, len(plan.clips), overwrite)
     if track.num_channels == 2 and stereo == "mono":
         click.echo("Stereo input: writing mono (--stereo mono)", err=True)
@@ -392,7 +402,7 @@ def interpolate(
     guidance: float,
     negative: str | None,
     alpha_power: float,
-    steps: int,
+    steps: int | None,
     scheduler: str | None,
     images_dir: Path | None,
     model_settings: ModelSettings,
@@ -405,7 +415,7 @@ def interpolate(
     its alpha between the two prompts and seeds; clip 1 is the start alone, the last the end.
     """
     params = SpectrogramParams()
-    scheduler = check_schedule(steps, scheduler)
+    steps, scheduler = check_schedule(steps, scheduler, model_settings.preset)
     alphas = interpolation_alphas(num_steps, alpha_power)
     seed_start = seed_value(seed_start, "--seed-start")
     seed_end = seed_start if seed_end is None else seed_value(seed_end, "--seed-end")
@@ -414,7 +424,14 @@ def interpolate(
     check_seed_images_dir(seed_images_dir)
     source = LoopSource(seed_image_for(seed_image, seed_images_dir), params)
     plan = plan_interpolation(
-        start, end, alphas, source.loop_columns, params, steps, _seed_id(seed_image)
+        start,
+        end,
+        alphas,
+        source.loop_columns,
+        params,
+        steps,
+        _seed_id(seed_image),
+        preset=model_settings.preset,
     )
     check_render_outputs(output, images_dir, len(plan.clips), overwrite)
 
@@ -484,7 +501,7 @@ def jam(
     denoising: float,
     guidance: float,
     seed: int | None,
-    steps: int,
+    steps: int | None,
     scheduler: str | None,
     images_dir: Path | None,
     model_settings: ModelSettings,
@@ -497,7 +514,7 @@ def jam(
     at its share of the set and, as in the live jam, takes over after a transition.
     """
     params = SpectrogramParams()
-    scheduler = check_schedule(steps, scheduler)
+    steps, scheduler = check_schedule(steps, scheduler, model_settings.preset)
     if not duration > 0:
         raise RiffusionError(f"--duration must be positive, got {duration:g}")
     seed = seed_value(seed, "--seed")
@@ -509,6 +526,7 @@ def jam(
         num_inference_steps=steps,
         seed_image_id=_seed_id(seed_image),
         alpha_velocity=velocity,
+        preset=model_settings.preset,
     )
     plan = plan_jam(prompts, duration, seed, settings, source.loop_columns, params)
     check_render_outputs(output, images_dir, len(plan.clips), overwrite)

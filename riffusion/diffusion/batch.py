@@ -43,15 +43,19 @@ class RiffuseRequest:
 @dataclass(frozen=True)
 class BatchKey:
     """What requests must share to run through one UNet call per step: the same timesteps, the
-    same latent size and the same rows per request. Requests with equal keys can be batched.
+    same latent size, the same rows per request and the same preset (its UNet, its caching, its
+    autoencoder). Requests with equal keys can be batched.
 
     Attributes:
         scheduler: the scheduler class's name.
-        num_inference_steps: steps of the full schedule.
-        denoising_steps: img2img's step count, int(num_inference_steps * denoising): with the
-            schedule it sets the timestep the run starts from.
+        num_inference_steps: steps of the full schedule (for a preset with the "strength"
+            img2img schedule: the steps that run).
+        denoising_steps: with the schedule, what sets the timestep img2img starts from:
+            int(num_inference_steps * denoising), img2img's step count, for the original's
+            arithmetic; int(original_inference_steps * denoising) for the "strength" schedule.
         latent_size: (height, width) of the latents, pixels / 8.
-        guided: whether guidance > 1 (two UNet rows per request, else one).
+        guided: whether guidance runs (two UNet rows per request, else one).
+        preset: the preset's name.
         lora: the named LoRA the UNet runs with (riffusion.diffusion.named_loras), or None.
     """
 
@@ -60,6 +64,7 @@ class BatchKey:
     denoising_steps: int
     latent_size: tuple[int, int]
     guided: bool
+    preset: str = "quality"
     lora: str | None = None
 
     def difference(self, other: BatchKey) -> str:

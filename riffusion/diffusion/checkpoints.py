@@ -11,6 +11,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from riffusion.diffusion.downloads import DownloadProgress, reporting_downloads
 from riffusion.errors import RiffusionError
 
 if TYPE_CHECKING:
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
         StableDiffusionPipeline,
     )
@@ -160,7 +162,7 @@ def load_stable_diffusion(
             path,
             lambda: StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **common),
         )
-    elif _looks_like_path(str(checkpoint)):
+    elif looks_like_path(str(checkpoint)):
         raise RiffusionError(f"{checkpoint}: no such file or folder")
     else:
         pipe = _load_from_hub(
@@ -186,7 +188,7 @@ def load_stable_diffusion(
     return pipe
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """True for names that cannot be Hub ids, so a missing one is a missing local path."""
     return (
         not _HUB_ID.match(name)
@@ -223,14 +225,41 @@ def _load_from_hub(
                 feature_extractor=None,
             )
     except Exception as error:  # any failure here means: no usable copy of the weights
-        raise _hub_error(repo_id, revision, error) from None
+        raise hub_error(repo_id, revision, error) from None
     return _load(
         repo_id,
         lambda: StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, **common),
     )
 
 
-def _hub_error(repo_id: str, revision: str | None, error: Exception) -> RiffusionError:
+@dataclass(frozen=True)
+class HubWeights:
+    """Weights fetched from the Hub, as error messages name them.
+
+    Attributes:
+        what: what they are ("the model", "the LCM-LoRA", ...).
+        option: the option that takes a local copy instead ("--model").
+        local_forms: the forms that option takes.
+        download_options: extra options of the `hf download` command that fetches a copy.
+    """
+
+    what: str
+    option: str
+    local_forms: str
+    download_options: str = ""
+
+
+MODEL_WEIGHTS = HubWeights(
+    "the model",
+    "--model",
+    "a diffusers folder or a .ckpt / .safetensors file",
+    download_options=' --exclude "*.ckpt"',
+)
+
+
+def hub_error(
+    repo_id: str, revision: str | None, error: Exception, weights: HubWeights = MODEL_WEIGHTS
+) -> RiffusionError:
     """A one-line explanation of why repo_id could not be had, and what to do about it."""
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -253,8 +282,7 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Riffusio
 
     url = f"https://huggingface.co/{repo_id}"
     local_copy = (
-        "or point --model at a local copy of the model: a diffusers folder or a .ckpt / "
-        ".safetensors file"
+        f"or point {weights.option} at a local copy of {weights.what}: {weights.local_forms}"
     )
     if caused_by(GatedRepoError):
         reason = f"{url} is gated: accept its terms there and log in with `hf auth login`"
@@ -266,12 +294,12 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Riffusio
         reason = (
             f"it is not in the Hugging Face cache and the Hub cannot be reached. The weights come "
             f"from {url} and are downloaded once into the cache; where there is network, "
-            f'`hf download {repo_id} --exclude "*.ckpt" --local-dir DIR` fetches a copy to bring '
-            "here as --model DIR"
+            f"`hf download {repo_id}{weights.download_options} --local-dir DIR` fetches a copy to "
+            f"bring here as {weights.option} DIR"
         )
     else:
         reason = f"{type(error).__name__}: {_first_line(error)}"
-    return RiffusionError(f"could not get the model {repo_id!r}: {reason}, {local_copy}")
+    return RiffusionError(f"could not get {weights.what} {repo_id!r}: {reason}, {local_copy}")
 
 
 # Class names the HTTP stacks under huggingface_hub and diffusers (httpx or its renamed copies,
@@ -340,6 +368,39 @@ def _merge_loras(
     pipe.unload_lora_weights()
 
 
+def fuse_unet_lora(
+    unet: UNet2DConditionModel, lora: str | os.PathLike[str], scale: float = 1.0
+) -> None:
+    """Fuse LoRA weights that change only the UNet (such as an LCM-LoRA) into unet, in place.
+
+    lora is a .safetensors / .bin file or a folder holding one. As with --lora, diffusers reads
+    the file (diffusers, kohya or peft layout) and peft fuses it, leaving plain modules.
+
+    Raises:
+        RiffusionError: the weights cannot be read, are not a UNet LoRA, or do not fit unet.
+    """
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin as LoraLoader
+
+    try:
+        state_dict, alphas = LoraLoader.lora_state_dict(_lora_source(lora), local_files_only=True)
+        if any(key.startswith("text_encoder") for key in state_dict):
+            raise RiffusionError(
+                f"{lora}: these LoRA weights also change the text encoder; only UNet LoRAs can "
+                "be fused here"
+            )
+        if not any(key.startswith("unet.") for key in state_dict):
+            raise RiffusionError(f"{lora}: holds no UNet LoRA weights")
+        LoraLoader.load_lora_into_unet(state_dict, alphas, unet=unet, adapter_name="fused")
+        unet.fuse_lora(lora_scale=scale, adapter_names=["fused"])
+        unet.unload_lora()
+    except RiffusionError:
+        raise
+    except Exception as error:  # not a LoRA, or made for another architecture
+        raise RiffusionError(
+            f"{lora}: could not load LoRA weights ({type(error).__name__}: {_first_line(error)})"
+        ) from None
+
+
 def _lora_source(lora: str | os.PathLike[str]) -> str | dict[str, torch.Tensor]:
     """What load_lora_weights takes: a state dict for a file, the name itself otherwise."""
     path = Path(lora).expanduser()
@@ -351,7 +412,7 @@ def _lora_source(lora: str | os.PathLike[str]) -> str | dict[str, torch.Tensor]:
         return torch.load(path, map_location="cpu", weights_only=True)
     if path.is_dir():
         return str(path)
-    if not _looks_like_path(str(lora)):
+    if not looks_like_path(str(lora)):
         return str(lora)
     raise RiffusionError(f"{lora}: no such LoRA file or folder")
 

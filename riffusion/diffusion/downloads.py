@@ -9,14 +9,17 @@ for its progress bars, so while a download runs, the name diffusers calls is wra
    the console, and reports the bytes its byte-counting bars have reached.
 
 If diffusers or huggingface_hub change shape (no such name to wrap, no dry run), the download runs
-exactly as before and simply reports no progress.
+exactly as before and simply reports no progress. download_snapshot() does the same for a single
+model's files (the presets' extra weights), calling huggingface_hub directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 #: Called with (bytes fetched so far, bytes to fetch in all) as a download advances.
@@ -85,6 +88,46 @@ def _bytes_to_fetch(snapshot_download: Callable[..., Any], args: tuple, kwargs: 
     return sum(getattr(file, "file_size", 0) or 0 for file in fetched)
 
 
+def _reporting_snapshot_download(
+    snapshot_download: Callable[..., Any], report: DownloadProgress, args: tuple, kwargs: dict
+) -> Any:
+    """snapshot_download(*args, **kwargs), reporting its byte progress to report."""
+    if kwargs.get("dry_run") or kwargs.get("local_files_only"):
+        return snapshot_download(*args, **kwargs)
+    total = _bytes_to_fetch(snapshot_download, args, kwargs)
+    if total <= 0:
+        return snapshot_download(*args, **kwargs)
+    report(0, total)
+    kwargs["tqdm_class"] = _reporting_tqdm(ByteCounter(total, report))
+    return snapshot_download(*args, **kwargs)
+
+
+def download_snapshot(
+    repo_id: str,
+    *,
+    allow_patterns: list[str],
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    report: DownloadProgress | None = None,
+) -> Path:
+    """The local folder of a Hub repository's files matching allow_patterns: from the Hugging
+    Face cache, or downloaded into it once, reporting byte progress to report as
+    reporting_downloads() does for pipelines. Errors are huggingface_hub's own."""
+    from huggingface_hub import snapshot_download
+
+    kwargs: dict[str, Any] = {
+        "repo_id": repo_id,
+        "allow_patterns": allow_patterns,
+        "revision": revision,
+        "cache_dir": cache_dir,
+        "local_files_only": local_files_only,
+    }
+    if report is None:
+        return Path(snapshot_download(**kwargs))
+    return Path(_reporting_snapshot_download(snapshot_download, report, (), kwargs))
+
+
 @contextlib.contextmanager
 def reporting_downloads(report: DownloadProgress | None) -> Iterator[None]:
     """Inside, pipeline downloads by diffusers report their byte progress to report.
@@ -102,14 +145,7 @@ def reporting_downloads(report: DownloadProgress | None) -> Iterator[None]:
         return
 
     def snapshot_download(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("dry_run") or kwargs.get("local_files_only"):
-            return original(*args, **kwargs)
-        total = _bytes_to_fetch(original, args, kwargs)
-        if total <= 0:
-            return original(*args, **kwargs)
-        report(0, total)
-        kwargs["tqdm_class"] = _reporting_tqdm(ByteCounter(total, report))
-        return original(*args, **kwargs)
+        return _reporting_snapshot_download(original, report, args, kwargs)
 
     with _WRAP_LOCK:
         pipeline_utils.snapshot_download = snapshot_download

@@ -10,6 +10,7 @@ import math
 import secrets
 from dataclasses import dataclass
 
+from riffusion.diffusion.presets import PresetName, check_preset_steps
 from riffusion.diffusion.prompt_weights import parse_weighted_prompt
 from riffusion.errors import RiffusionError
 
@@ -67,6 +68,8 @@ class InferenceInput:
         num_inference_steps: steps of the full schedule; img2img runs denoising times as many.
         seed_image_id: name of the seed image (the spectrogram img2img starts from).
         mask_image_id: name of a mask image, or None to repaint everywhere.
+        preset: how the diffusion runs (riffusion.diffusion.presets): "quality" is the original
+            riffusion's path; "fast" and "realtime" do less work per clip.
         lora: name of a LoRA the pipeline holds apart (named_loras), or None for the model as
             loaded.
     """
@@ -77,6 +80,7 @@ class InferenceInput:
     num_inference_steps: int = 50
     seed_image_id: str = "og_beat"
     mask_image_id: str | None = None
+    preset: PresetName = "quality"
     lora: str | None = None
 
     def __post_init__(self) -> None:
@@ -85,6 +89,7 @@ class InferenceInput:
                 raise RiffusionError(f"{name} must be a PromptInput")
         check_number("alpha", self.alpha, 0.0, 1.0)
         check_steps("num_inference_steps", self.num_inference_steps)
+        check_preset_steps(self.preset, self.num_inference_steps)
         if self.lora is not None and (not isinstance(self.lora, str) or not self.lora):
             raise RiffusionError(f"lora must be a name or None, got {self.lora!r}")
 

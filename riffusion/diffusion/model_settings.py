@@ -1,5 +1,5 @@
 """Which model to load and how to run it: the settings every command that runs the model takes
-(`--model`, `--lora`, `--device`, ...), and the server too."""
+(`--model`, `--lora`, `--device`, `--preset`, ...), and the server too."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from riffusion.devices import AUTO
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT
 from riffusion.diffusion.downloads import DownloadProgress
+from riffusion.diffusion.preset_weights import LCM_LORA_HUB_ID, TINY_VAE_HUB_ID, PresetWeights
+from riffusion.diffusion.presets import PresetName
 
 if TYPE_CHECKING:
     from riffusion.diffusion.pipeline import RiffusionPipeline
@@ -28,6 +30,10 @@ class ModelSettings:
         lora_scale: their strength.
         device: torch device name ("auto", "cpu", "cuda:1", ...).
         dtype: compute precision name ("auto", "float32", ...).
+        preset: the generation preset runs use (riffusion.diffusion.presets); its extra weights
+            load with the model.
+        lcm_lora: where the realtime preset's LCM-LoRA comes from (file, folder or Hub id).
+        tiny_vae: where the realtime preset's TAESD comes from (folder or Hub id).
     """
 
     model: str = DEFAULT_CHECKPOINT
@@ -38,17 +44,27 @@ class ModelSettings:
     lora_scale: float = 1.0
     device: str = AUTO
     dtype: str = AUTO
+    preset: PresetName = "quality"
+    lcm_lora: str = LCM_LORA_HUB_ID
+    tiny_vae: str = TINY_VAE_HUB_ID
 
-    def load(self, download_progress: DownloadProgress | None = None) -> RiffusionPipeline:
-        """The pipeline (RiffusionPipeline.load_checkpoint with these settings).
+    def load(
+        self, download_progress: DownloadProgress | None = None, *, all_presets: bool = False
+    ) -> RiffusionPipeline:
+        """The pipeline (RiffusionPipeline.load_checkpoint with these settings), with what
+        preset needs loaded.
+
+        all_presets: the pipeline may also run the other presets (their extra weights load on
+        first use); otherwise it is made for preset alone (the realtime preset's LCM-LoRA then
+        fuses into the model's own UNet, which saves a copy of it).
 
         Raises:
-            RiffusionError: the model cannot be found, downloaded or loaded, or the device is
-                not available.
+            RiffusionError: the model or the preset's weights cannot be found, downloaded or
+                loaded, or the device is not available.
         """
         from riffusion.diffusion.pipeline import RiffusionPipeline
 
-        return RiffusionPipeline.load_checkpoint(
+        pipeline = RiffusionPipeline.load_checkpoint(
             self.model,
             device=self.device,
             dtype=self.dtype,
@@ -58,4 +74,11 @@ class ModelSettings:
             lora_scale=self.lora_scale,
             config=self.model_config,
             download_progress=download_progress,
+            preset_weights=PresetWeights(
+                lcm_lora=self.lcm_lora, tiny_vae=self.tiny_vae, cache_dir=self.cache_dir
+            ),
+            presets=None if all_presets else [self.preset],
         )
+        if all_presets:
+            pipeline.prepare_preset(self.preset, download_progress)
+        return pipeline

@@ -7,6 +7,12 @@ riffuse_batch() runs several riffuse() requests that share a schedule through on
 step (batch_key() tells which can share; riffusion.diffusion.batch holds the request types);
 riffuse() is its batch of one. audio_from_image() plays a generated spectrogram.
 
+Every generation runs with a preset (riffusion.diffusion.presets; InferenceInput.preset, the
+preset argument of txt2img and img2img): "quality", the default, is the original's path exactly;
+"fast" and "realtime" change the scheduler, cache UNet features (DeepCache), drop guidance, or
+use the LCM-LoRA's UNet and the tiny autoencoder TAESD, which load on first use
+(prepare_preset()).
+
 Numerics: the UNet and VAE run in the pipeline's dtype (float16 / bfloat16 where fast), while the
 latents, the noise, the guidance combination and the scheduler arithmetic stay in float32, so that
 fifty steps of scheduler updates do not accumulate half-precision rounding.
@@ -25,6 +31,7 @@ from typing import Literal, overload
 import numpy as np
 import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from PIL import Image
@@ -42,10 +49,20 @@ from riffusion.diffusion.batch import (
     batched_text_embeddings,
 )
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT, load_stable_diffusion
+from riffusion.diffusion.deep_cache import DeepCacheUNet
 from riffusion.diffusion.downloads import DownloadProgress
 from riffusion.diffusion.inputs import InferenceInput, PromptInput, check_steps
 from riffusion.diffusion.interpolation import lerp, slerp
 from riffusion.diffusion.named_loras import use_lora
+from riffusion.diffusion.preset_weights import PresetWeights, lcm_unet, load_tiny_vae
+from riffusion.diffusion.presets import (
+    QUALITY,
+    Preset,
+    PresetName,
+    check_preset_steps,
+    get_preset,
+    preset_steps,
+)
 from riffusion.diffusion.prompt_embeddings import PromptEmbedder
 from riffusion.diffusion.schedulers import Scheduler, make_scheduler, scheduler_class
 from riffusion.errors import RiffusionError
@@ -70,6 +87,8 @@ OutputType = Literal["pil", "latent"]
 #: riffuse_batch()'s result per request: its image (or latents), or its Cancelled.
 ImageOrCancelled = Image.Image | Cancelled
 LatentsOrCancelled = torch.Tensor | Cancelled
+#: The model's own autoencoder, or TAESD.
+Autoencoder = AutoencoderKL | AutoencoderTiny
 
 # Seed images and masks whose encodings are kept; each entry is a few hundred kB at most.
 _CACHE_SIZE = 16
@@ -91,6 +110,8 @@ class RiffusionPipeline(DiffusionPipeline):
         prompt_embedder: turns (weighted, any-length) prompts into CLIP embeddings, with an LRU.
         spectrogram_params: the spectrogram format the model was trained on; written into the
             EXIF of every image and used to turn images into audio.
+        preset_weights: where the realtime preset's LCM-LoRA and TAESD come from when they are
+            first needed.
     """
 
     def __init__(
@@ -120,6 +141,13 @@ class RiffusionPipeline(DiffusionPipeline):
         )
         self._masks: LRUCache[Hashable, torch.Tensor] = LRUCache(_CACHE_SIZE)
         self._converters: LRUCache[str, SpectrogramImageConverter] = LRUCache(len(QUALITIES))
+        self.preset_weights = PresetWeights()
+        # The presets' extra modules, made by prepare_preset(); the lock makes each once.
+        self._lcm_unet: UNet2DConditionModel | None = None
+        self._tiny_vae: AutoencoderTiny | None = None
+        # Set when the LCM-LoRA was fused into self.unet itself (a pipeline for LCM presets only).
+        self._unet_is_lcm = False
+        self._preset_lock = threading.Lock()
         # Names of the LoRAs held apart in the UNet (riffusion.diffusion.named_loras).
         self.named_loras: tuple[str, ...] = ()
 
@@ -136,12 +164,20 @@ class RiffusionPipeline(DiffusionPipeline):
         local_files_only: bool = False,
         config: str | os.PathLike[str] | None = None,
         download_progress: DownloadProgress | None = None,
+        preset_weights: PresetWeights | None = None,
+        presets: Sequence[str] | None = None,
     ) -> RiffusionPipeline:
         """Load a checkpoint: a Hub id, a diffusers folder or a single .ckpt / .safetensors file.
 
         device None picks cuda, then mps, then cpu; dtype None picks float16 on CUDA, bfloat16
         on CPUs with native bfloat16, else float32. See checkpoints.load_stable_diffusion() for
         the other arguments. Failures raise RiffusionError with a one-line explanation.
+
+        preset_weights says where the realtime preset's extra weights come from. presets None
+        lets the pipeline run every preset, loading their extra weights on first use; a list
+        names the only presets it will run: their weights load now, and when none of them needs
+        the model's own UNet the LCM-LoRA is fused into it rather than into a copy (half the
+        UNet memory).
         """
         components = load_stable_diffusion(
             checkpoint,
@@ -155,13 +191,77 @@ class RiffusionPipeline(DiffusionPipeline):
             lora_scale=lora_scale,
             download_progress=download_progress,
         )
-        return cls(
+        pipeline = cls(
             vae=components.vae,
             text_encoder=components.text_encoder,
             tokenizer=components.tokenizer,
             unet=components.unet,
             scheduler=components.scheduler,
         )
+        if preset_weights is not None:
+            pipeline.preset_weights = preset_weights
+        if presets is not None:
+            chosen = [get_preset(name) for name in presets]
+            lcm_only = bool(chosen) and all(preset.lcm_lora for preset in chosen)
+            for preset in chosen:
+                pipeline.prepare_preset(preset.name, download_progress, lcm_in_place=lcm_only)
+        return pipeline
+
+    def prepare_preset(
+        self,
+        name: str,
+        download_progress: DownloadProgress | None = None,
+        *,
+        lcm_in_place: bool = False,
+    ) -> None:
+        """Load what preset name needs beyond the model, if not yet loaded: the LCM-LoRA's UNet
+        and TAESD for realtime (from preset_weights: downloaded on first use, with
+        download_progress). Generations call this themselves; call it first to load up front.
+
+        lcm_in_place fuses the LCM-LoRA into the model's own UNet instead of a copy: the
+        pipeline then runs only presets with the LoRA.
+
+        Raises:
+            RiffusionError: an unknown preset, or weights that cannot be had (one line on what to
+                do), or a preset that needs the model's own UNet after it took the LoRA.
+        """
+        preset = get_preset(name)
+        with self._preset_lock:
+            if preset.lcm_lora and self._lcm_unet is None:
+                self._lcm_unet = lcm_unet(
+                    self.unet,
+                    self.preset_weights,
+                    in_place=lcm_in_place,
+                    download_progress=download_progress,
+                )
+                self._unet_is_lcm = lcm_in_place
+            if preset.tiny_vae and self._tiny_vae is None:
+                self._tiny_vae = load_tiny_vae(
+                    self.preset_weights,
+                    device=self.device,
+                    dtype=self.vae.dtype,
+                    download_progress=download_progress,
+                )
+        self._unet_for(preset)  # refuses a preset this pipeline can no longer run
+
+    def _unet_for(self, preset: Preset) -> UNet2DConditionModel:
+        """The UNet preset runs (prepared)."""
+        if preset.lcm_lora:
+            assert self._lcm_unet is not None, "prepare_preset() first"
+            return self._lcm_unet
+        if self._unet_is_lcm:
+            raise RiffusionError(
+                f"this pipeline was loaded for LCM presets only (its UNet carries the LCM-LoRA); "
+                f"load the model again to run the {preset.name} preset"
+            )
+        return self.unet
+
+    def _vae_for(self, preset: Preset) -> Autoencoder:
+        """The autoencoder preset runs (prepared)."""
+        if preset.tiny_vae:
+            assert self._tiny_vae is not None, "prepare_preset() first"
+            return self._tiny_vae
+        return self.vae
 
     # --- Generation ---------------------------------------------------------------------------
 
@@ -317,16 +417,24 @@ class RiffusionPipeline(DiffusionPipeline):
             return []
 
         use_lora(self, keys[0].lora)
-        conditionings = [self._conditioning(request, use_reweighting) for request in requests]
+        preset = get_preset(keys[0].preset)
+        self.prepare_preset(preset.name)
+        conditionings = [
+            self._conditioning(request, use_reweighting, preset) for request in requests
+        ]
+        lead = requests[0].inputs
         members = self._denoise(
             conditionings,
             num_inference_steps=keys[0].num_inference_steps,
             denoising_steps=keys[0].denoising_steps,
             scheduler=scheduler,
+            preset=preset,
+            # Requests with equal keys share the timesteps this gives ("strength" schedule).
+            strength=lerp(lead.start.denoising, lead.end.denoising, lead.alpha),
         )
         if output_type == "latent":
             return _final_latents(members)
-        outputs = self._final_images(members)
+        outputs = self._final_images(members, preset)
         for request, output in zip(requests, outputs, strict=True):
             if isinstance(output, Image.Image):
                 # Tags the seed image carries beyond the spectrogram's own (its tempo, say) hold
@@ -349,26 +457,51 @@ class RiffusionPipeline(DiffusionPipeline):
         Cheap (no model work), and it checks the arguments as riffuse() would.
 
         Raises:
-            RiffusionError: for images of the wrong kind or size, or an unknown scheduler.
+            RiffusionError: for images of the wrong kind or size, an unknown scheduler, a
+                scheduler asked of a preset that runs its own, or a named LoRA with an LCM preset.
         """
         _check_images(init_image, mask_image)
         self._check_size(init_image.width, init_image.height, "seed image")
         start, end, alpha = inputs.start, inputs.end, inputs.alpha
-        steps = inputs.num_inference_steps
-        denoising = lerp(start.denoising, end.denoising, alpha)
-        cls = type(self.scheduler) if scheduler is None else scheduler_class(scheduler)
+        preset = get_preset(inputs.preset)
+        if preset.lcm_lora and inputs.lora is not None:
+            # The LCM UNet is a copy fused with the LCM-LoRA; the named LoRAs live in the model's
+            # own UNet, so the pair would silently run without the style.
+            raise RiffusionError(
+                f"LoRA {inputs.lora!r} runs with the quality and fast presets, not with "
+                f"{preset.name} (its LCM-LoRA UNet does not hold the named LoRAs)"
+            )
+        name = _scheduler_name(preset, scheduler)
+        cls = type(self.scheduler) if name is None else scheduler_class(name)
+        steps, denoising_steps = self._img2img_size(
+            preset, inputs.num_inference_steps, lerp(start.denoising, end.denoising, alpha)
+        )
         return BatchKey(
             scheduler=cls.__name__,
             num_inference_steps=steps,
-            # The original riffusion's img2img schedule: the last int(steps * denoising) steps.
-            denoising_steps=min(int(steps * denoising), steps),
+            denoising_steps=denoising_steps,
             latent_size=(
                 init_image.height // self.vae_scale_factor,
                 init_image.width // self.vae_scale_factor,
             ),
-            guided=lerp(start.guidance, end.guidance, alpha) > 1.0,
+            guided=preset.guided and lerp(start.guidance, end.guidance, alpha) > 1.0,
+            preset=preset.name,
             lora=inputs.lora,
         )
+
+    def _img2img_size(self, preset: Preset, steps: int, denoising: float) -> tuple[int, int]:
+        """(steps of the schedule, denoising steps) of an img2img run, as BatchKey holds them.
+
+        The original riffusion's arithmetic runs the last int(steps * denoising) steps of a
+        steps schedule. The "strength" schedule (LCM's) spreads the steps over the first
+        int(original_inference_steps * denoising) of the scheduler's training-time schedule,
+        from the noise level denoising sets; fewer steps run when fewer fit.
+        """
+        if preset.img2img == "truncate":
+            return steps, min(int(steps * denoising), steps)
+        scheduler = self._preset_scheduler(preset, preset.scheduler)
+        covered = int(int(scheduler.config["original_inference_steps"]) * denoising)
+        return min(steps, covered), covered
 
     @overload
     def img2img(
@@ -377,12 +510,13 @@ class RiffusionPipeline(DiffusionPipeline):
         init_image: Image.Image,
         mask_image: Image.Image | None = ...,
         *,
-        num_inference_steps: int = ...,
+        num_inference_steps: int | None = ...,
         use_reweighting: bool = ...,
         scheduler: str | None = ...,
         callback: ProgressCallback | None = ...,
         cancel: threading.Event | None = ...,
         output_type: Literal["pil"] = ...,
+        preset: PresetName = ...,
     ) -> Image.Image: ...
 
     @overload
@@ -392,12 +526,13 @@ class RiffusionPipeline(DiffusionPipeline):
         init_image: Image.Image,
         mask_image: Image.Image | None = ...,
         *,
-        num_inference_steps: int = ...,
+        num_inference_steps: int | None = ...,
         use_reweighting: bool = ...,
         scheduler: str | None = ...,
         callback: ProgressCallback | None = ...,
         cancel: threading.Event | None = ...,
         output_type: Literal["latent"],
+        preset: PresetName = ...,
     ) -> torch.Tensor: ...
 
     @torch.no_grad()
@@ -407,16 +542,22 @@ class RiffusionPipeline(DiffusionPipeline):
         init_image: Image.Image,
         mask_image: Image.Image | None = None,
         *,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         use_reweighting: bool = True,
         scheduler: str | None = None,
         callback: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         output_type: OutputType = "pil",
+        preset: PresetName = "quality",
     ) -> Image.Image | torch.Tensor:
-        """img2img from init_image with one prompt: riffuse() with start = end and alpha = 0."""
+        """img2img from init_image with one prompt: riffuse() with start = end and alpha = 0.
+        num_inference_steps None takes the preset's (50 for quality)."""
         inputs = InferenceInput(
-            start=prompt, end=prompt, alpha=0.0, num_inference_steps=num_inference_steps
+            start=prompt,
+            end=prompt,
+            alpha=0.0,
+            num_inference_steps=preset_steps(preset, num_inference_steps),
+            preset=preset,
         )
         if output_type == "latent":
             return self.riffuse(
@@ -447,12 +588,13 @@ class RiffusionPipeline(DiffusionPipeline):
         *,
         width: int = ...,
         height: int | None = ...,
-        num_inference_steps: int = ...,
+        num_inference_steps: int | None = ...,
         use_reweighting: bool = ...,
         scheduler: str | None = ...,
         callback: ProgressCallback | None = ...,
         cancel: threading.Event | None = ...,
         output_type: Literal["pil"] = ...,
+        preset: PresetName = ...,
     ) -> Image.Image: ...
 
     @overload
@@ -462,12 +604,13 @@ class RiffusionPipeline(DiffusionPipeline):
         *,
         width: int = ...,
         height: int | None = ...,
-        num_inference_steps: int = ...,
+        num_inference_steps: int | None = ...,
         use_reweighting: bool = ...,
         scheduler: str | None = ...,
         callback: ProgressCallback | None = ...,
         cancel: threading.Event | None = ...,
         output_type: Literal["latent"],
+        preset: PresetName = ...,
     ) -> torch.Tensor: ...
 
     @torch.no_grad()
@@ -477,25 +620,34 @@ class RiffusionPipeline(DiffusionPipeline):
         *,
         width: int = 512,
         height: int | None = None,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         use_reweighting: bool = True,
         scheduler: str | None = None,
         callback: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         output_type: OutputType = "pil",
+        preset: PresetName = "quality",
     ) -> Image.Image | torch.Tensor:
         """A spectrogram from the prompt alone, starting from the seed's noise.
 
         width (pixels, 10 ms of audio each by default) must be a multiple of size_multiple (64);
         height defaults to the spectrogram's frequency bins (512). prompt.denoising is unused.
-        The initial noise is drawn as diffusers' StableDiffusionPipeline draws it, so a seed
-        gives the same start as there. Other arguments as in riffuse().
+        num_inference_steps None takes the preset's (50 for quality).
+        The initial noise is drawn as diffusers' StableDiffusionPipeline draws it (and the
+        realtime preset's steps as diffusers' LatentConsistencyModelPipeline takes them), so a
+        seed gives the same start as there. Other arguments as in riffuse().
         """
         _check_output_type(output_type)
         height = self.spectrogram_params.num_frequencies if height is None else height
         self._check_size(width, height, "image")
+        num_inference_steps = preset_steps(preset, num_inference_steps)
         check_steps("num_inference_steps", num_inference_steps)
-        text_embeddings = self._text_embeddings([(prompt, 1.0)], prompt.guidance, use_reweighting)
+        check_preset_steps(preset, num_inference_steps)
+        recipe = get_preset(preset)
+        _scheduler_name(recipe, scheduler)
+        self.prepare_preset(recipe.name)
+        guidance = prompt.guidance if recipe.guided else 1.0
+        text_embeddings = self._text_embeddings([(prompt, 1.0)], guidance, use_reweighting)
         shape = (
             1,
             self.unet.config.in_channels,
@@ -506,7 +658,7 @@ class RiffusionPipeline(DiffusionPipeline):
         conditioning = Conditioning(
             noise=self._randn(shape, generator),
             text_embeddings=text_embeddings,
-            guidance=prompt.guidance,
+            guidance=guidance,
             generator=generator,
             callback=callback,
             cancel=cancel,
@@ -516,26 +668,32 @@ class RiffusionPipeline(DiffusionPipeline):
             num_inference_steps=num_inference_steps,
             denoising_steps=None,
             scheduler=scheduler,
+            preset=recipe,
         )
         output: Image.Image | torch.Tensor | Cancelled
         if output_type == "latent":
             (output,) = _final_latents(members)
         else:
-            (output,) = self._final_images(members)
+            (output,) = self._final_images(members, recipe)
         if isinstance(output, Cancelled):
             raise output
         return output
 
     @torch.no_grad()
-    def encode_image(self, image: Image.Image, seed: int) -> torch.Tensor:
+    def encode_image(
+        self, image: Image.Image, seed: int, preset: PresetName = "quality"
+    ) -> torch.Tensor:
         """The latents riffuse() starts from: a sample of image's VAE posterior, scaled.
 
         Drawn with a fresh generator for seed (the start seed in riffuse(), as in the original).
+        With the realtime preset TAESD encodes, deterministically (seed plays no part).
         Returns (1, 4, height / 8, width / 8) float32. The encoding is cached per image.
         """
-        mean, std = self._encode_image(image)
+        self.prepare_preset(preset)
+        vae = self._vae_for(get_preset(preset))
+        mean, std = self._encode_image(image, vae)
         epsilon = self._randn(mean.shape, self._generator(seed))
-        return (mean + std * epsilon) * self.vae.config.scaling_factor
+        return (mean + std * epsilon) * vae.config["scaling_factor"]
 
     def audio_from_image(self, image: Image.Image, quality: Quality = "fast") -> Audio:
         """The audio of a spectrogram image as riffusion plays it (seeds.play_spectrogram_image:
@@ -552,11 +710,14 @@ class RiffusionPipeline(DiffusionPipeline):
 
     # --- The diffusion loop -------------------------------------------------------------------
 
-    def _conditioning(self, request: RiffuseRequest, use_reweighting: bool) -> Conditioning:
-        """A riffuse() request's conditioning: seed image latents, text embeddings, noise, mask."""
+    def _conditioning(
+        self, request: RiffuseRequest, use_reweighting: bool, preset: Preset
+    ) -> Conditioning:
+        """A riffuse() request's conditioning: seed image latents, text embeddings, noise, mask.
+        A preset without guidance sets the guidance scale to 1 (off)."""
         start, end, alpha = request.inputs.start, request.inputs.end, request.inputs.alpha
-        guidance = lerp(start.guidance, end.guidance, alpha)
-        init_latents = self.encode_image(request.init_image, start.seed)
+        guidance = lerp(start.guidance, end.guidance, alpha) if preset.guided else 1.0
+        init_latents = self.encode_image(request.init_image, start.seed, preset.name)
 
         ends = [(start, 1.0 - alpha), (end, alpha)]
         # Encode only the prompts that take part: at alpha 0 or 1 this keeps the result
@@ -594,22 +755,35 @@ class RiffusionPipeline(DiffusionPipeline):
         num_inference_steps: int,
         denoising_steps: int | None,
         scheduler: str | None,
+        preset: Preset = QUALITY,
+        strength: float = 1.0,
     ) -> list[Member]:
         """Run the reverse diffusion of several conditionings side by side, one UNet call per step.
 
         Returns one Member per conditioning, with its final latents (float32) or, if it stopped
         early, its Cancelled as outcome. With denoising_steps (img2img), only the last
         denoising_steps steps of the schedule run, starting from each conditioning's init_latents
-        noised to the first of them. With None, all steps run from pure noise. A conditioning's
-        keep re-imposes its init_latents after each step, noised to the level the latents have
-        reached. The conditionings must share guidedness (all guidance > 1 or none) and latent
-        size.
+        noised to the first of them; for a preset with the "strength" schedule all
+        num_inference_steps run, over the part of the schedule that strength (denoising) covers.
+        With None, all steps run from pure noise. A conditioning's keep re-imposes its
+        init_latents after each step, noised to the level the latents have reached. The
+        conditionings must share guidedness (all guidance > 1 or none) and latent size. The
+        preset picks the scheduler, the UNet and its caching (prepare_preset() first).
         """
-        schedulers = [self._scheduler(scheduler, num_inference_steps) for _ in conditionings]
+        by_strength = denoising_steps is not None and preset.img2img == "strength"
+        schedulers = [
+            self._scheduler(
+                _scheduler_name(preset, scheduler),
+                num_inference_steps,
+                preset,
+                strength if by_strength else None,
+            )
+            for _ in conditionings
+        ]
         # Every scheduler has the same class, config and step count: one schedule.
         lead = schedulers[0]
-        timesteps = lead.timesteps
-        if denoising_steps is not None:
+        timesteps = lead.timesteps if num_inference_steps else lead.timesteps[:0]
+        if denoising_steps is not None and not by_strength:
             first = _img2img_start(num_inference_steps, denoising_steps, lead)
             timesteps = timesteps[first:] if denoising_steps else timesteps[:0]
             for each in schedulers:
@@ -624,7 +798,14 @@ class RiffusionPipeline(DiffusionPipeline):
         guided = conditionings[0].guidance > 1.0
         rows_per_member = 2 if guided else 1
         takes_generator = "generator" in inspect.signature(lead.step).parameters
-        unet_dtype = self.unet.dtype
+        unet = self._unet_for(preset)
+        unet_dtype = unet.dtype
+        deep_cache = None
+        if preset.deep_cache is not None:
+            settings = preset.deep_cache
+            deep_cache = DeepCacheUNet(unet, settings.interval, settings.shallow_layers)
+        # The members whose rows the DeepCache cache holds, in row order.
+        cached: list[Member] = []
 
         total = len(timesteps)
         for member in members:
@@ -644,12 +825,28 @@ class RiffusionPipeline(DiffusionPipeline):
             text_embeddings, text_mask = batched_text_embeddings(
                 [member.conditioning for member in active]
             )
-            noise_preds = self.unet(
-                torch.cat(model_inputs).to(unet_dtype),
-                timestep,
-                encoder_hidden_states=text_embeddings,
-                encoder_attention_mask=text_mask,
-            ).sample.float()
+            sample = torch.cat(model_inputs).to(unet_dtype)
+            if deep_cache is None:
+                noise_preds = unet(
+                    sample,
+                    timestep,
+                    encoder_hidden_states=text_embeddings,
+                    encoder_attention_mask=text_mask,
+                ).sample.float()
+            else:
+                if not deep_cache.is_full_step(index) and active != cached:
+                    # Some members stopped since the cache was filled: keep the others' rows.
+                    deep_cache.keep_rows(
+                        [
+                            cached.index(member) * rows_per_member + row
+                            for member in active
+                            for row in range(rows_per_member)
+                        ]
+                    )
+                noise_preds = deep_cache(
+                    index, sample, timestep, text_embeddings, text_mask
+                ).float()
+                cached = active
 
             for member, noise_pred in zip(active, noise_preds.split(rows_per_member), strict=True):
                 conditioning = member.conditioning
@@ -670,30 +867,51 @@ class RiffusionPipeline(DiffusionPipeline):
                 member.report(index + 1, total)
         return members
 
-    def _scheduler(self, name: str | None, num_inference_steps: int) -> Scheduler:
-        """A fresh scheduler of class name (None: the model's) set to num_inference_steps."""
-        scheduler = make_scheduler(name, self.scheduler)
+    def _scheduler(
+        self,
+        name: str | None,
+        num_inference_steps: int,
+        preset: Preset = QUALITY,
+        strength: float | None = None,
+    ) -> Scheduler:
+        """A fresh scheduler of class name (None: the model's), with preset's scheduler settings,
+        set to num_inference_steps (none: 0 steps); strength passes on to schedulers whose
+        img2img schedule it sets (LCM's)."""
+        scheduler = self._preset_scheduler(preset, name)
+        if not num_inference_steps:
+            return scheduler
+        options = {} if strength is None else {"strength": strength}
         try:
-            scheduler.set_timesteps(num_inference_steps, device=self.device)
+            scheduler.set_timesteps(num_inference_steps, device=self.device, **options)
         except ValueError as error:  # e.g. LCM with more steps than it was distilled for
             raise RiffusionError(f"{type(scheduler).__name__}: {error}") from None
         return scheduler
 
-    def _final_images(self, members: Sequence[Member]) -> list[ImageOrCancelled]:
-        """Each member's decoded image, or its Cancelled."""
+    def _preset_scheduler(self, preset: Preset, name: str | None) -> Scheduler:
+        """A fresh scheduler of class name (None: the model's) with preset's settings, not yet
+        set to a step count."""
+        return make_scheduler(name, self.scheduler, dict(preset.scheduler_config))
+
+    def _final_images(
+        self, members: Sequence[Member], preset: Preset = QUALITY
+    ) -> list[ImageOrCancelled]:
+        """Each member's decoded image (with preset's autoencoder), or its Cancelled."""
         for member in members:
             member.check_cancel("cancelled before decoding")
         finished = [member for member in members if member.outcome is None]
-        images = iter(self._decode([member.latents for member in finished]) if finished else [])
+        vae = self._vae_for(preset)
+        images = iter(
+            self._decode([member.latents for member in finished], vae) if finished else []
+        )
         return [
             member.outcome if member.outcome is not None else next(images) for member in members
         ]
 
-    def _decode(self, latents: Sequence[torch.Tensor]) -> list[Image.Image]:
+    def _decode(self, latents: Sequence[torch.Tensor], vae: Autoencoder) -> list[Image.Image]:
         """Latents, each (1, 4, h, w), -> RGB spectrogram images (8h x 8w) with spectrogram
-        EXIF, in one VAE call."""
-        batch = torch.cat(list(latents)) / self.vae.config.scaling_factor
-        pixels = self.vae.decode(batch.to(self.vae.dtype)).sample.float()
+        EXIF, in one call of vae."""
+        batch = torch.cat(list(latents)) / vae.config["scaling_factor"]
+        pixels = vae.decode(batch.to(vae.dtype)).sample.float()
         frames = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         images = []
         for frame in frames:
@@ -738,8 +956,11 @@ class RiffusionPipeline(DiffusionPipeline):
             )
         return embeddings.to(device=self.device, dtype=self.unet.dtype)
 
-    def _encode_image(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation (float32, (1, 4, h / 8, w / 8)) of image's VAE posterior.
+    def _encode_image(
+        self, image: Image.Image, vae: Autoencoder
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation (float32, (1, 4, h / 8, w / 8)) of image's posterior
+        under vae; TAESD's encoding is deterministic, with a standard deviation of 0.
 
         Cached per image content: a seed image is encoded once, and sampling from the cached
         distribution with any seed is exactly what re-encoding would give.
@@ -749,10 +970,14 @@ class RiffusionPipeline(DiffusionPipeline):
         def encode() -> tuple[torch.Tensor, torch.Tensor]:
             rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
             pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0 - 1.0
-            posterior = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
+            pixels = pixels.to(self.device, vae.dtype)
+            if isinstance(vae, AutoencoderTiny):
+                latents = vae.encode(pixels).latents.float()
+                return latents, torch.zeros_like(latents)
+            posterior = vae.encode(pixels).latent_dist
             return posterior.mean.float(), posterior.std.float()
 
-        key = (_image_digest(image), self.vae.dtype, str(self.device))
+        key = (_image_digest(image), type(vae).__name__, vae.dtype, str(self.device))
         return self._image_latents.get_or_make(key, encode)
 
     def _keep_mask(self, mask_image: Image.Image, latent_size: tuple[int, int]) -> torch.Tensor:
@@ -794,6 +1019,23 @@ class RiffusionPipeline(DiffusionPipeline):
         """Standard normal float32 noise of shape from generator, on the pipeline's device."""
         noise = torch.randn(tuple(shape), generator=generator, device=generator.device)
         return noise.to(self.device)
+
+
+def _scheduler_name(preset: Preset, scheduler: str | None) -> str | None:
+    """The scheduler a run of preset uses: preset's own, else the one asked for; None for the
+    model's.
+
+    Raises:
+        RiffusionError: a scheduler was asked of a preset that runs its own.
+    """
+    if preset.scheduler is None:
+        return scheduler
+    if scheduler is not None:
+        raise RiffusionError(
+            f"the {preset.name} preset runs its own scheduler ({preset.scheduler}); choosing one "
+            "is for the quality preset"
+        )
+    return preset.scheduler
 
 
 def _img2img_start(num_inference_steps: int, denoising_steps: int, scheduler: Scheduler) -> int:

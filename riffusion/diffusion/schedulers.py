@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from riffusion.errors import RiffusionError
@@ -63,11 +64,14 @@ def scheduler_class(name: str) -> type:
     return cls
 
 
-def make_scheduler(name: str | None, model_scheduler: Scheduler) -> Scheduler:
+def make_scheduler(
+    name: str | None, model_scheduler: Scheduler, settings: Mapping[str, object] | None = None
+) -> Scheduler:
     """A fresh scheduler (they hold per-run state) of class name (None: model_scheduler's own),
-    built from model_scheduler's config so that the noise schedule stays the model's."""
+    built from model_scheduler's config so that the noise schedule stays the model's; settings
+    are further config values of the scheduler (a solver's order, say)."""
     cls: Any = type(model_scheduler) if name is None else scheduler_class(name)
-    overrides = {}
+    overrides = dict(settings or {})
     if "clip_sample" in inspect.signature(cls.__init__).parameters:
         # Clipping the predicted sample to [-1, 1] suits pixel-space models, not SD latents.
         # SD v1 configs without the key (riffusion's among them) would get DDIM's default

@@ -34,6 +34,7 @@ from scipy.ndimage import uniform_filter
 
 from riffusion.audio import Audio
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
+from riffusion.diffusion.presets import PresetName
 from riffusion.errors import RiffusionError
 from riffusion.jam import JamEngine, JamSettings
 from riffusion.render.engine import PlannedClip, RenderPlan, loop_plan
@@ -152,11 +153,12 @@ def plan_riff(
     end: PromptInput | None = None,
     num_inference_steps: int = 50,
     beats: BeatGrid | None = None,
+    preset: PresetName = "quality",
 ) -> RenderPlan:
     """The clips re-imagining a track of num_samples samples (at params.sample_rate).
 
     Every clip runs from start to end at alpha = its index / (clips - 1), or at alpha 0 throughout
-    when end is None. The audio is exactly num_samples long.
+    when end is None, with preset. The audio is exactly num_samples long.
     """
     if num_samples < 1:
         raise RiffusionError("the track is empty")
@@ -176,6 +178,7 @@ def plan_riff(
                 alpha=index / last if end is not None else 0.0,
                 num_inference_steps=num_inference_steps,
                 seed_image_id=TRACK_SEED_ID,
+                preset=preset,
             ),
             source_start=column,
         )
@@ -284,6 +287,7 @@ def plan_interpolation(
     params: SpectrogramParams,
     num_inference_steps: int = 50,
     seed_image_id: str = "og_beat",
+    preset: PresetName = "quality",
 ) -> RenderPlan:
     """One loop per alpha, from start (alpha 0) towards end, played one after another."""
     inputs = [
@@ -293,6 +297,7 @@ def plan_interpolation(
             alpha=alpha,
             num_inference_steps=num_inference_steps,
             seed_image_id=seed_image_id,
+            preset=preset,
         )
         for alpha in alphas
     ]

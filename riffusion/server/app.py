@@ -29,6 +29,7 @@ from riffusion.devices import resolve_device
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.diffusion.named_loras import load_named_loras
+from riffusion.diffusion.presets import PRESETS
 from riffusion.errors import RiffusionError
 from riffusion.server.http_errors import COMMON_ERRORS, add_error_handlers
 from riffusion.server.http_middleware import BodyLimit, HeadAsGet, JsonBodies
@@ -45,6 +46,8 @@ from riffusion.server.schemas import (
     LoraListModel,
     MaskListModel,
     MaskModel,
+    PresetListModel,
+    PresetModel,
     QueueModel,
     SeedListModel,
     SeedModel,
@@ -104,8 +107,9 @@ class ServerConfig:
 
 
 def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
-    """The loader of config's model: RiffusionPipeline.load_checkpoint on config's device, then
-    one warm-up generation on the default seed image.
+    """The loader of config's model: RiffusionPipeline.load_checkpoint on config's device (with
+    the weights of the server's preset; other presets' load when first asked for), then one
+    warm-up generation with the server's preset on the default seed image.
 
     The warm-up is there because a process's first generation pays one-time set-up: the first
     call of each kernel shape builds its primitives (bfloat16 on CPUs most of all) and phase
@@ -126,16 +130,22 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
                 progress("loading weights", None)
 
         progress("loading weights", None)
-        pipeline = config.model.load(download_progress=downloading)
+        pipeline = config.model.load(download_progress=downloading, all_presets=True)
         if config.named_loras:
             progress("loading the named LoRAs", None)
             load_named_loras(pipeline, dict(config.named_loras))
         progress("warming up", None)
         # The shortest schedule that runs the UNet (a one-step schedule at denoising 1 runs
         # none: the original's img2img arithmetic skips its only timestep), with guidance, so
-        # the UNet sees the batch of two that every request gives it.
+        # the UNet sees the batch of two that every guided request gives it.
         prompt = PromptInput(prompt="warm-up", seed=0, denoising=1.0, guidance=7.0)
-        warm_up = InferenceInput(start=prompt, end=prompt, alpha=0.0, num_inference_steps=2)
+        warm_up = InferenceInput(
+            start=prompt,
+            end=prompt,
+            alpha=0.0,
+            num_inference_steps=2,
+            preset=config.model.preset,
+        )
         image = pipeline.riffuse(warm_up, library.seed_image(library.default_seed_id))
         pipeline.audio_from_image(image, quality=config.quality).to_bytes("mp3")
         return pipeline
@@ -225,7 +235,7 @@ def create_app(
 
     async def run_inference(body: InferenceInputModel, request: Request) -> Response:
         """Generate one clip: the original riffusion API, InferenceInput in, InferenceOutput out."""
-        inputs = body.to_inference_input()
+        inputs = body.to_inference_input(config.model.preset)
         check_lora_id(inputs.lora)
         library.check_seed_id(inputs.seed_image_id)
         if inputs.mask_image_id is not None:
@@ -322,12 +332,29 @@ def create_app(
         png = await run_in_threadpool(library.mask_png, mask_id, seed_id)
         return Response(png, media_type="image/png")
 
+    @app.get("/api/presets", response_model=PresetListModel, tags=["inference"])
+    async def get_presets() -> PresetListModel:
+        """The generation presets, and the one requests without a preset get."""
+        return PresetListModel(
+            default=config.model.preset,
+            presets=[
+                PresetModel(
+                    name=preset.name,
+                    summary=preset.summary,
+                    steps=preset.steps,
+                    max_steps=preset.max_steps,
+                    guided=preset.guided,
+                )
+                for preset in PRESETS.values()
+            ],
+        )
+
     app.include_router(studio_router(worker, model, config.quality, _INFERENCE_ERRORS))
 
     @app.websocket("/api/jam")
     async def jam(websocket: WebSocket) -> None:
         """The endless jam (see docs/api.md for its messages)."""
-        await JamSession(websocket, worker, library, health).run()
+        await JamSession(websocket, worker, library, health, config.model.preset).run()
 
     if config.static_dir.is_dir():
         # The router's fallback rather than a mount at /, which would match every path first and

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from riffusion.devices import cuda_or_cpu
 from riffusion.diffusion.inputs import random_seed
+from riffusion.diffusion.presets import PresetName, get_preset, resolve_preset
 from riffusion.errors import RiffusionError
 from riffusion.jam import JamClip, JamEngine, JamSettings
 from riffusion.server.jam_audio import WIRE_FORMAT, JamAudioPiece, JamAudioStream
@@ -77,6 +78,7 @@ class JamSession:
         worker: where clips are rendered.
         library: seed images and masks by id.
         health: returns the /health object (the model's state and the queue).
+        default_preset: the preset of a jam whose start names none.
     """
 
     def __init__(
@@ -85,8 +87,10 @@ class JamSession:
         worker: InferenceWorker,
         library: SeedLibrary,
         health: Callable[[], HealthModel],
+        default_preset: PresetName = "quality",
     ) -> None:
         self.websocket = websocket
+        self.default_preset = default_preset
         self.worker = worker
         self.model: ModelHolder = worker.model
         self.library = library
@@ -208,6 +212,9 @@ class JamSession:
         changes = message.settings.changes()
         seed = changes.pop("seed", None)
         await self._check_ids(changes)
+        changes["preset"], changes["num_inference_steps"] = resolve_preset(
+            changes.get("preset"), changes.get("num_inference_steps"), self.default_preset
+        )
         settings = JamSettings(**changes)
         if seed is None:
             seed = random_seed()
@@ -229,6 +236,9 @@ class JamSession:
         changes = settings.changes()
         seed = changes.pop("seed", None)
         await self._check_ids(changes)
+        if "preset" in changes and "num_inference_steps" not in changes:
+            # A new preset brings its own step count unless steps come with it.
+            changes["num_inference_steps"] = get_preset(changes["preset"]).steps
         engine.update_settings(**changes)  # all or nothing
         if seed is not None:
             engine.set_seed(seed)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from riffusion.diffusion.inputs import MAX_SEED, InferenceInput, PromptInput
+from riffusion.diffusion.presets import PresetName, resolve_preset
 from riffusion.jam import JamState
 from riffusion.server.limits import (
     FRACTION_TOLERANCE,
@@ -74,6 +75,10 @@ LoraId = Annotated[
         max_length=MAX_ID_CHARS,
         description="a LoRA id from GET /api/loras; absent or null: the model alone",
     ),
+]
+Preset = Annotated[
+    PresetName,
+    Field(description="generation preset (GET /api/presets); absent: the server's (--preset)"),
 ]
 MaskId = Annotated[
     Annotated[str, Field(strict=True, max_length=MAX_ID_CHARS)] | None,
@@ -139,16 +144,24 @@ class InferenceInputModel(_Request):
     mask_image_id: MaskId = None
     start: PromptInputModel
     end: PromptInputModel
+    preset: Preset | None = None
     lora: LoraId | None = None
 
-    def to_inference_input(self) -> InferenceInput:
+    def to_inference_input(self, default_preset: PresetName = "quality") -> InferenceInput:
+        """The generation asked for; without a preset, default_preset's (see
+        presets.resolve_preset for the step count then)."""
+        given = "num_inference_steps" in self.model_fields_set
+        preset, steps = resolve_preset(
+            self.preset, self.num_inference_steps if given else None, default_preset
+        )
         return InferenceInput(
             start=self.start.to_prompt_input(),
             end=self.end.to_prompt_input(),
             alpha=self.alpha,
-            num_inference_steps=self.num_inference_steps,
+            num_inference_steps=steps,
             seed_image_id=self.seed_image_id,
             mask_image_id=self.mask_image_id,
+            preset=preset,
             lora=self.lora,
         )
 
@@ -161,6 +174,7 @@ class InferenceInputModel(_Request):
             mask_image_id=inputs.mask_image_id,
             start=PromptInputModel.from_prompt_input(inputs.start),
             end=PromptInputModel.from_prompt_input(inputs.end),
+            preset=inputs.preset,
             lora=inputs.lora,
         )
 
@@ -253,6 +267,19 @@ class MaskListModel(BaseModel):
     masks: list[MaskModel]
 
 
+class PresetModel(BaseModel):
+    name: PresetName
+    summary: str = Field(description="what it trades, in one line")
+    steps: int = Field(description="its step count when a request gives none")
+    max_steps: int = Field(description="the most steps it accepts")
+    guided: bool = Field(description="whether guidance and negative prompts take effect")
+
+
+class PresetListModel(BaseModel):
+    default: PresetName = Field(description="the preset of requests that name none")
+    presets: list[PresetModel]
+
+
 # --- Jam WebSocket: client to server ------------------------------------------------------------
 
 
@@ -266,6 +293,7 @@ class JamSettingsModel(_Request):
     mask_image_id: MaskId = None
     alpha_velocity: AlphaVelocity | None = None
     seed: Seed | None = None
+    preset: Preset | None = None
     lora: LoraId | None = None
 
     def changes(self) -> dict[str, Any]:

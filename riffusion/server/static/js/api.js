@@ -62,6 +62,8 @@ async function request(path, { method = "GET", body, signal } = {}) {
 export const getHealth = (signal) => request("health", { signal });
 export const getSeeds = () => request("api/seeds");
 export const getMasks = () => request("api/masks");
+export const getPresets = () => request("api/presets");
+export const getLoras = () => request("api/loras");
 export const seedImageUrl = (id) => apiUrl(`api/seeds/${encodeURIComponent(id)}.png`);
 
 export function runInference(input, { signal } = {}) {

@@ -12,6 +12,8 @@ export const DEFAULTS = Object.freeze({
   maskImageId: null,
   alphaVelocity: 0.25,
   seed: null, // null: a random seed when the jam starts, as the original did
+  preset: null, // null: the server's preset (GET /api/presets), with its step count
+  lora: null, // null: the model alone; else an id from GET /api/loras
 });
 
 // name in the app -> [URL parameter, wire field, parse]
@@ -23,7 +25,13 @@ const FIELDS = {
   maskImageId: ["maskImageId", "mask_image_id", parseId],
   alphaVelocity: ["alphaVelocity", "alpha_velocity", (v) => clampNumber(v, 0.01, 1)],
   seed: ["seed", "seed", (v) => clampInt(v, 0, MAX_SEED)],
+  preset: ["preset", "preset", parsePreset],
+  lora: ["lora", "lora", parseId],
 };
+
+// Settings left out of the wire while null: a random seed, the server's preset, no style (so the
+// messages stay those of servers without named LoRAs).
+const UNSENT_WHEN_NULL = new Set(["seed", "preset", "lora"]);
 
 function clampNumber(value, low, high) {
   const number = Number(value);
@@ -34,6 +42,12 @@ function clampNumber(value, low, high) {
 function clampInt(value, low, high) {
   const number = clampNumber(value, low, high);
   return number === undefined ? undefined : Math.round(number);
+}
+
+function parsePreset(value) {
+  const text = String(value).trim().toLowerCase();
+  // The names are the server's to check; this only keeps junk out of the form.
+  return /^[a-z]{1,20}$/.test(text) ? text : undefined;
 }
 
 function parseId(value) {
@@ -71,12 +85,13 @@ export function shareUrl(base, prompt, settings) {
   return url.toString();
 }
 
-/** Settings as the jam WebSocket expects them (snake_case, absent seed left out). */
+/** Settings as the jam WebSocket expects them (snake_case; an absent seed, preset or style left
+ * out). */
 export function settingsToWire(settings) {
   const wire = {};
   for (const [name, [, field]] of Object.entries(FIELDS)) {
     const value = settings[name];
-    if (value === undefined || (name === "seed" && value === null)) continue;
+    if (value === undefined || (UNSENT_WHEN_NULL.has(name) && value === null)) continue;
     wire[field] = value;
   }
   return wire;
