@@ -12,30 +12,13 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import failed, run, succeeded
 
 from riffusion import Audio, RiffusionPipeline
-from riffusion.cli.main import cli
 from riffusion.diffusion.presets import FAST, PRESETS, QUALITY
 from riffusion.render import preset_comparison
 
 CPU = ["--dtype", "float32", "--device", "cpu"]
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def failed(result: Result, message: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert lines[-1].startswith("Error: ") and message in lines[-1], result.output
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from click.testing import CliRunner, Result
+from cli_support import failed, run, succeeded
+from click.testing import Result
 from PIL import Image
 from safetensors.torch import load_file
 
 from riffusion.cli.common import EXIT_INTERRUPTED
-from riffusion.cli.main import cli
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.spectrogram.image import save_spectrogram_image
 from riffusion.spectrogram.params import SpectrogramParams
@@ -42,21 +42,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def one_line_error(result: Result, message: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    assert message in result.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +182,7 @@ def test_a_text_encoder_lora_loads_in_stock_diffusers_or_is_refused(
     try:
         check_text_encoder_lora_support()
     except RiffusionError as error:
-        one_line_error(train(four_clips, run_dir, tiny_checkpoint, *args), str(error))
+        failed(train(four_clips, run_dir, tiny_checkpoint, *args), str(error))
         assert not run_dir.exists()
         return
     from diffusers import StableDiffusionPipeline
@@ -350,14 +335,12 @@ def write_image(path: Path, size: tuple[int, int], exif: bool = True) -> None:
 
 def test_errors_before_any_work(four_clips: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    one_line_error(
-        train(tmp_path / "missing", out, tiny_checkpoint), "missing: no such dataset folder"
-    )
+    failed(train(tmp_path / "missing", out, tiny_checkpoint), "missing: no such dataset folder")
     empty = tmp_path / "empty"
     empty.mkdir()
-    one_line_error(train(empty, out, tiny_checkpoint), "not a dataset (it has no metadata.jsonl)")
+    failed(train(empty, out, tiny_checkpoint), "not a dataset (it has no metadata.jsonl)")
     (empty / "metadata.jsonl").write_text("")
-    one_line_error(train(empty, out, tiny_checkpoint), "the dataset is empty")
+    failed(train(empty, out, tiny_checkpoint), "the dataset is empty")
 
     for name, size, exif, message in (
         ("tall.png", (512, 256), True, "256 pixels tall; the model's spectrograms have 512 rows"),
@@ -368,17 +351,15 @@ def test_errors_before_any_work(four_clips: Path, tiny_checkpoint: Path, tmp_pat
         folder.mkdir()
         write_image(folder / name, size, exif)
         (folder / "metadata.jsonl").write_text(json.dumps({"file_name": name, "text": "x"}) + "\n")
-        one_line_error(train(folder, out, tiny_checkpoint), message)
+        failed(train(folder, out, tiny_checkpoint), message)
     assert not out.exists()
 
-    one_line_error(
-        train(four_clips, out, tiny_checkpoint, "--rank", 0), "--rank must be at least 1, got 0"
-    )
-    one_line_error(
+    failed(train(four_clips, out, tiny_checkpoint, "--rank", 0), "--rank must be at least 1, got 0")
+    failed(
         train(four_clips, out, tiny_checkpoint, "--dtype", "float16"),
         "float16 training needs a CUDA GPU",
     )
-    one_line_error(run("train", four_clips, "-o", out, "--resume"), "no training run to resume")
+    failed(run("train", four_clips, "-o", out, "--resume"), "no training run to resume")
 
 
 def test_an_output_folder_with_another_run(
@@ -386,16 +367,12 @@ def test_an_output_folder_with_another_run(
 ) -> None:
     out = tmp_path / "run"
     succeeded(train(four_clips, out, tiny_checkpoint, "--steps", 1, "--rank", 4))
-    one_line_error(
-        train(four_clips, out, tiny_checkpoint), "holds another training run; pass --resume"
-    )
-    one_line_error(
+    failed(train(four_clips, out, tiny_checkpoint), "holds another training run; pass --resume")
+    failed(
         run("train", four_clips, "-o", out, "--resume", "--rank", 8),
         "--rank 8 differs from the run's 4; a resumed run keeps its settings",
     )
-    one_line_error(
-        run("train", four_clips, "-o", out, "--resume"), "the run is complete (1 of 1 steps)"
-    )
+    failed(run("train", four_clips, "-o", out, "--resume"), "the run is complete (1 of 1 steps)")
 
 
 def test_not_enough_memory_says_what_to_lower(
@@ -406,6 +383,6 @@ def test_not_enough_memory_says_what_to_lower(
     monkeypatch.setattr(trainer, "available_bytes", lambda device: 1024)
     out = tmp_path / "run"
     result = train(four_clips, out, tiny_checkpoint, "--batch-size", 4, "--steps", 1)
-    one_line_error(result, "not enough memory for --batch-size 4")
+    failed(result, "not enough memory for --batch-size 4")
     assert "lower --batch-size (to 2 with --gradient-accumulation-steps 2" in result.stderr
     assert not out.exists() or not any(out.iterdir())

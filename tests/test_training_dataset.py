@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner, Result
+from cli_support import run
+from click.testing import Result
 from mutagen.easyid3 import EasyID3
 from mutagen.flac import FLAC
 from mutagen.id3 import TBPM, TCON, TIT2, TPE1
@@ -17,7 +18,6 @@ from mutagen.mp3 import MP3
 from mutagen.wave import WAVE
 from PIL import Image
 
-from riffusion.cli.main import cli
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.training.captions import Caption, CaptionSource, caption_from_file_name
 from riffusion.training.dataset_builder import STATE_DIR, clip_file_name, level_dbfs
@@ -56,10 +56,6 @@ def make_tracks(folder: Path) -> Path:
     soundfile.write(folder / "short.wav", tone(2, 770), RATE)
     (folder / "captions.csv").write_text("file_name,text\ntwo.mp3,driving techno beat\n")
     return folder
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from rich.progress import (
 from rich.text import Text
 
 from riffusion.cli.common import EXIT_INTERRUPTED, PATH
+from riffusion.errors import RiffusionError
+from riffusion.ray_support import require_ray
 from riffusion.training.captions import load_captions_file, template_fields
 from riffusion.training.dataset_builder import (
     SILENCE_THRESHOLD_DBFS,
@@ -34,6 +36,7 @@ from riffusion.training.dataset_builder import (
     render_tracks,
     write_dataset_metadata,
 )
+from riffusion.training.ray_dataset import render_tracks_on_ray
 
 
 @click.command("dataset")
@@ -78,6 +81,13 @@ from riffusion.training.dataset_builder import (
     help="Tracks processed at once, in separate processes.",
 )
 @click.option("--dry-run", is_flag=True, help="Print what would be made; write nothing.")
+@click.option(
+    "--ray",
+    "on_ray",
+    is_flag=True,
+    help="Spread the tracks over the Ray cluster of RAY_ADDRESS (a local one when unset), one "
+    "task per track; on several machines the dataset folder must be shared (docs/deploy.md).",
+)
 @click.pass_context
 def dataset(
     ctx: click.Context,
@@ -91,6 +101,7 @@ def dataset(
     caption_template: str | None,
     workers: int,
     dry_run: bool,
+    on_ray: bool,
 ) -> None:
     """Cut every track under AUDIO_DIR into captioned spectrogram clips for training.
 
@@ -98,6 +109,10 @@ def dataset(
     --caption-template filled from the track's tags, the file name. Re-running continues an
     interrupted run (finished clips are skipped) and adds tracks that are new.
     """
+    if on_ray and workers > 1:
+        raise RiffusionError("--workers and --ray exclude each other: Ray spreads the tracks")
+    if on_ray:
+        require_ray()
     settings = DatasetSettings(clip_seconds, hop_seconds, stereo, keep_silent)
     settings.check()
     if caption_template is not None:
@@ -144,7 +159,12 @@ def dataset(
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("clips", total=sum(len(plan.clip_names) for plan in pending))
-            for outcome in render_tracks(pending, dataset_dir, settings, workers):
+            outcomes = (
+                render_tracks_on_ray(pending, dataset_dir, settings)
+                if on_ray
+                else render_tracks(pending, dataset_dir, settings, workers)
+            )
+            for outcome in outcomes:
                 progress.advance(task, len(outcome.plan.clip_names))
                 done_tracks += 1
                 if outcome.error is not None:

@@ -13,7 +13,7 @@ import functools
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -243,7 +243,31 @@ def check_render_outputs(
 @model_options
 @quality_option
 @overwrite_option
-def riff(
+@click.option(
+    "--ray",
+    "on_ray",
+    is_flag=True,
+    help="INPUT and --output are folders: riff every track of INPUT, spread over the Ray "
+    "cluster of RAY_ADDRESS (a local one when unset) as OUTPUT/NAME.wav, each as riff would "
+    "alone, with one seed (the riffusion[ray] extra; docs/deploy.md).",
+)
+def riff(on_ray: bool, **values: Any) -> None:
+    """Re-imagine the track INPUT, of any length, as --prompt, and write it to --output.
+
+    The track is cut into overlapping clips; each clip's spectrogram is re-imagined (img2img) and
+    the clips are joined without clicks or jumps in level. The output is as long as the input
+    (or --duration), at 44.1 kHz. With --prompt-end, --seed-end or --denoising-end the clips move
+    from one setting to the other along the track.
+    """
+    if on_ray:
+        from riffusion.cli.ray_riff import riff_folder_on_ray
+
+        riff_folder_on_ray(values)
+    else:
+        riff_track(**values)
+
+
+def riff_track(
     input_path: Path,
     output: Path,
     prompt: str,
@@ -266,14 +290,9 @@ def riff(
     model_settings: ModelSettings,
     quality: Quality,
     overwrite: bool,
+    load: Callable[[ModelSettings], RiffusionPipeline] = load_model,
 ) -> None:
-    """Re-imagine the track INPUT, of any length, as --prompt, and write it to --output.
-
-    The track is cut into overlapping clips; each clip's spectrogram is re-imagined (img2img) and
-    the clips are joined without clicks or jumps in level. The output is as long as the input
-    (or --duration), at 44.1 kHz. With --prompt-end, --seed-end or --denoising-end the clips move
-    from one setting to the other along the track.
-    """
+    """`riffusion riff` on one track, its options as arguments; load loads the model."""
     params = SpectrogramParams()
     steps, scheduler = check_schedule(steps, scheduler, model_settings.preset)
     if start_time < 0:
@@ -334,7 +353,7 @@ def riff(
         TrackSource(track, params, width, stereo),
         output,
         images_dir,
-        functools.partial(load_model, model_settings),
+        functools.partial(load, model_settings),
         quality,
         scheduler,
         normalize="keep",

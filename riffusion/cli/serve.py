@@ -6,6 +6,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,9 @@ from riffusion.diffusion.named_loras import check_lora_name
 from riffusion.errors import RiffusionError
 from riffusion.server.limits import DEFAULT_MAX_BODY_BYTES, MAX_STEPS
 from riffusion.spectrogram.reconstruction import Quality
+
+if TYPE_CHECKING:
+    from riffusion.server.app import ServerConfig
 
 
 @click.command("serve")
@@ -58,6 +62,29 @@ from riffusion.spectrogram.reconstruction import Quality
     "default fits the largest studio upload.",
 )
 @quality_option
+@click.option(
+    "--ray",
+    "on_ray",
+    is_flag=True,
+    help="Serve on Ray Serve (the riffusion[ray] extra): this app as the ingress, the model on "
+    "--replicas replicas of the Ray cluster of RAY_ADDRESS, or of a local one (docs/deploy.md).",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    help="With --ray: model replicas, each one pipeline on one device. Default: 1.",
+)
+@click.option(
+    "--autoscale",
+    metavar="MIN:MAX",
+    help="With --ray: scale the model replicas between MIN and MAX on their queues' length.",
+)
+@click.option(
+    "--gpus-per-replica",
+    type=click.FloatRange(min=0),
+    help="With --ray: GPUs each replica reserves. Default: 1 where the cluster has GPUs and "
+    "--device is not cpu, else 0.",
+)
 def serve(
     host: str,
     port: int,
@@ -68,6 +95,10 @@ def serve(
     max_steps: int | None,
     max_body_mb: float,
     quality: Quality,
+    on_ray: bool,
+    replicas: int | None,
+    autoscale: str | None,
+    gpus_per_replica: float | None,
 ) -> None:
     """Serve the web app at http://HOST:PORT/ and the API (docs at /docs).
 
@@ -82,6 +113,16 @@ def serve(
     from riffusion.server.app import ServerConfig, create_app
     from riffusion.server.worker import MaxBatch
 
+    ray_options = {
+        "--replicas": replicas,
+        "--autoscale": autoscale,
+        "--gpus-per-replica": gpus_per_replica,
+    }
+    given = [name for name, value in ray_options.items() if value is not None]
+    if given and not on_ray:
+        raise RiffusionError(f"{given[0]} needs --ray")
+    if replicas is not None and autoscale is not None:
+        raise RiffusionError("--replicas and --autoscale exclude each other: give one")
     if not 0 <= port <= 65535:
         raise RiffusionError(f"--port must be between 0 and 65535, got {port}")
     if seed_images is not None and not seed_images.is_dir():
@@ -103,9 +144,33 @@ def serve(
         max_steps=max_steps,
         max_body_bytes=round(max_body_mb * 2**20),
     )
+    if on_ray:
+        serve_ray(config, host, port, replicas, autoscale, gpus_per_replica)
+        return
     app = create_app(config)
     click.echo(f"Riffusion on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", ws="websockets")
+
+
+def serve_ray(
+    config: ServerConfig,
+    host: str,
+    port: int,
+    replicas: int | None,
+    autoscale: str | None,
+    gpus_per_replica: float | None,
+) -> None:
+    """`serve --ray`: the app as the ingress of a Ray Serve application (docs/deploy.md)."""
+    from riffusion.ray_support import parse_autoscale, require_ray
+
+    require_ray()
+    bounds = None if autoscale is None else parse_autoscale(autoscale)
+
+    from riffusion.server.ray_deployment import Scaling, serve_on_ray
+
+    scaling = Scaling(replicas=None if bounds else replicas or 1, autoscale=bounds)
+    click.echo(f"Riffusion on Ray Serve at http://{host}:{port}/ (API docs at /docs)", err=True)
+    serve_on_ray(config, scaling, host, port, gpus_per_replica)
 
 
 # NAME=PATH, where NAME cannot be a path itself.

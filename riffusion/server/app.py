@@ -31,6 +31,7 @@ from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.diffusion.named_loras import load_named_loras
 from riffusion.diffusion.presets import PRESETS
 from riffusion.errors import RiffusionError
+from riffusion.server.clip_service import ClipService, LocalClips
 from riffusion.server.http_errors import COMMON_ERRORS, add_error_handlers
 from riffusion.server.http_middleware import BodyLimit, HeadAsGet, JsonBodies
 from riffusion.server.inference_response import inference_response
@@ -49,6 +50,7 @@ from riffusion.server.schemas import (
     PresetListModel,
     PresetModel,
     QueueModel,
+    ReplicaModel,
     SeedListModel,
     SeedModel,
 )
@@ -158,6 +160,7 @@ def create_app(
     *,
     loader: Loader | None = None,
     library: SeedLibrary | None = None,
+    clips: ClipService | None = None,
 ) -> FastAPI:
     """The FastAPI app; the model starts loading (and the worker starts) when the app starts.
 
@@ -166,28 +169,25 @@ def create_app(
         loader: loads the pipeline instead of pipeline_loader(config, library) (tests pass
             their own).
         library: the seed images on offer instead of SeedLibrary(config.seed_images_dir).
+        clips: where generations run instead of this process's model and worker (the Ray
+            deployment's ingress passes its replicas); loader is then unused.
     """
     config = config or ServerConfig()
     library = library or SeedLibrary(config.seed_images_dir)
-    device = str(resolve_device(config.model.device))
-    model = ModelHolder(config.model.model, device, loader or pipeline_loader(config, library))
-    worker = InferenceWorker(
-        model,
-        capacity=config.queue_capacity,
-        quality=config.quality,
-        max_batch=resolve_max_batch(config.max_batch, device),
-        max_steps=config.max_steps,
-    )
+    if clips is None:
+        device = str(resolve_device(config.model.device))
+        model = ModelHolder(config.model.model, device, loader or pipeline_loader(config, library))
+        worker = local_worker(config, model)
+        clips = LocalClips(model, worker)
+    service = clips
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        model.start()
-        worker.start()
+        service.start()
         try:
             yield
         finally:
-            # The worker thread may be mid-generation; stopping waits for it off the event loop.
-            await run_in_threadpool(worker.stop)
+            await service.stop()
 
     app = FastAPI(
         title="Riffusion",
@@ -196,8 +196,10 @@ def create_app(
         lifespan=lifespan,
         responses=COMMON_ERRORS,
     )
-    app.state.model = model
-    app.state.worker = worker
+    app.state.clips = service
+    if isinstance(service, LocalClips):
+        app.state.model = service.model
+        app.state.worker = service.worker
     app.state.library = library
     # Innermost first: each add_middleware wraps what was added before it.
     app.add_middleware(JsonBodies)
@@ -213,7 +215,8 @@ def create_app(
     )
 
     def health() -> HealthModel:
-        snapshot = model.snapshot()
+        snapshot = service.snapshot()
+        replicas = service.replicas()
         return HealthModel(
             status=snapshot.status,
             model=snapshot.model,
@@ -223,14 +226,18 @@ def create_app(
             elapsed_s=snapshot.elapsed_s,
             message=snapshot.message,
             fix=snapshot.fix,
-            queue=QueueModel(length=worker.queue_length, capacity=worker.capacity),
+            queue=QueueModel(length=service.queue_length, capacity=service.capacity),
+            replicas=None
+            if replicas is None
+            else [ReplicaModel.from_state(replica) for replica in replicas],
         )
 
     add_error_handlers(app, health)
 
     @app.get("/health", response_model=HealthModel, tags=["server"])
     async def get_health() -> HealthModel:
-        """The model's state (loading, ready or failed, and why) and the queue."""
+        """The model's state (loading, ready or failed, and why), the queue, and with Ray each
+        replica's."""
         return health()
 
     async def run_inference(body: InferenceInputModel, request: Request) -> Response:
@@ -240,11 +247,11 @@ def create_app(
         library.check_seed_id(inputs.seed_image_id)
         if inputs.mask_image_id is not None:
             library.check_mask_id(inputs.mask_image_id)
-        model.pipeline()  # 503 before loading images for a model that cannot run them
+        service.check_ready()  # 503 before loading images for a model that cannot run them
         init_image, mask = await run_in_threadpool(
             library.images, inputs.seed_image_id, inputs.mask_image_id
         )
-        return await inference_response(worker, inputs, init_image, mask, request)
+        return await inference_response(service, inputs, init_image, mask, request)
 
     for path in ("/run_inference/", "/run_inference"):
         app.add_api_route(
@@ -349,12 +356,12 @@ def create_app(
             ],
         )
 
-    app.include_router(studio_router(worker, model, config.quality, _INFERENCE_ERRORS))
+    app.include_router(studio_router(service, _INFERENCE_ERRORS))
 
     @app.websocket("/api/jam")
     async def jam(websocket: WebSocket) -> None:
         """The endless jam (see docs/api.md for its messages)."""
-        await JamSession(websocket, worker, library, health, config.model.preset).run()
+        await JamSession(websocket, service, library, health, config.model.preset).run()
 
     if config.static_dir.is_dir():
         # The router's fallback rather than a mount at /, which would match every path first and
@@ -371,3 +378,14 @@ def create_app(
             )
 
     return app
+
+
+def local_worker(config: ServerConfig, model: ModelHolder) -> InferenceWorker:
+    """The inference worker of config for model (not started)."""
+    return InferenceWorker(
+        model,
+        capacity=config.queue_capacity,
+        quality=config.quality,
+        max_batch=resolve_max_batch(config.max_batch, model.device),
+        max_steps=config.max_steps,
+    )

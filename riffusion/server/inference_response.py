@@ -1,5 +1,6 @@
-"""One generation over HTTP: queue it on the worker, wait for it while the client is there, and
-answer with the original API's InferenceOutput JSON (or nothing, for a client that went away)."""
+"""One generation over HTTP: queue it on the clip service, wait for it while the client is there,
+and answer with the original API's InferenceOutput JSON (or nothing, for a client that went
+away)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
 from riffusion.diffusion.inputs import InferenceInput
+from riffusion.server.clip_service import ClipService
 from riffusion.server.schemas import InferenceOutputModel
 from riffusion.server.worker import (
     CLIENT_CLOSED_REQUEST,
-    InferenceWorker,
     result_unless_disconnected,
 )
 
 
 async def inference_response(
-    worker: InferenceWorker,
+    clips: ClipService,
     inputs: InferenceInput,
     init_image: Image.Image,
     mask_image: Image.Image | None,
@@ -25,10 +26,10 @@ async def inference_response(
 ) -> Response:
     """The clip generated for inputs as InferenceOutput JSON, with the job's step headers.
 
-    Raises what worker.submit() raises (ModelNotReady, QueueFull) for the app's error handlers.
+    Raises what clips.submit() raises (ModelNotReady, QueueFull) for the app's error handlers.
     """
-    job = worker.submit(inputs, init_image, mask_image)
-    rendered = await result_unless_disconnected(worker, job, request.is_disconnected)
+    job = clips.submit(inputs, init_image, mask_image)
+    rendered = await result_unless_disconnected(clips.cancel, job, request.is_disconnected)
     if rendered is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     output = InferenceOutputModel(

@@ -24,14 +24,14 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from riffusion.devices import cuda_or_cpu
 from riffusion.diffusion.inputs import random_seed
 from riffusion.diffusion.presets import PresetName, get_preset, resolve_preset
 from riffusion.errors import RiffusionError
 from riffusion.jam import JamClip, JamEngine, JamSettings
+from riffusion.server.clip_service import ClipService
 from riffusion.server.jam_audio import WIRE_FORMAT, JamAudioPiece, JamAudioStream
 from riffusion.server.library import SeedLibrary
-from riffusion.server.model import ModelHolder, ModelNotReady
+from riffusion.server.model import ModelNotReady
 from riffusion.server.schemas import (
     ClientMessage,
     ClipMessage,
@@ -47,7 +47,6 @@ from riffusion.server.schemas import (
 )
 from riffusion.server.worker import (
     EncodedClip,
-    InferenceWorker,
     Job,
     QueueFull,
     data_url,
@@ -75,7 +74,7 @@ class JamSession:
 
     Args:
         websocket: the connection (not yet accepted).
-        worker: where clips are rendered.
+        clips: where clips are rendered.
         library: seed images and masks by id.
         health: returns the /health object (the model's state and the queue).
         default_preset: the preset of a jam whose start names none.
@@ -84,15 +83,14 @@ class JamSession:
     def __init__(
         self,
         websocket: WebSocket,
-        worker: InferenceWorker,
+        clips: ClipService,
         library: SeedLibrary,
         health: Callable[[], HealthModel],
         default_preset: PresetName = "quality",
     ) -> None:
         self.websocket = websocket
         self.default_preset = default_preset
-        self.worker = worker
-        self.model: ModelHolder = worker.model
+        self.clips = clips
         self.library = library
         self.health = health
         self.engine: JamEngine | None = None
@@ -125,7 +123,7 @@ class JamSession:
         finally:
             generator.cancel()
             if self.job is not None:
-                self.worker.cancel(self.job)
+                self.clips.cancel(self.job)
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await generator
 
@@ -137,9 +135,11 @@ class JamSession:
         await self._send(ErrorMessage(message=message).model_dump(mode="json"))
 
     async def send_status(self) -> None:
-        """Send the status if anything but the clock and queue length changed since the last."""
+        """Send the status if anything but the clock and the queues (the replicas' too) changed
+        since the last."""
         status = self.status().model_dump(mode="json")
-        key = {**status, "model": {**status["model"], "elapsed_s": None, "queue": None}}
+        changing = {"elapsed_s": None, "queue": None, "replicas": None}
+        key = {**status, "model": {**status["model"], **changing}}
         if key != self.last_status:
             self.last_status = key
             await self._send(status)
@@ -221,7 +221,7 @@ class JamSession:
         engine = JamEngine(message.prompt, seed=seed, settings=settings)
         # Everything checked: replace the jam.
         if self.job is not None:
-            self.worker.cancel(self.job)
+            self.clips.cancel(self.job)
         self.engine = engine
         self.stream = None  # made with the first clip, when the model is there to ask
         self.epoch += 1
@@ -264,7 +264,7 @@ class JamSession:
     def _can_generate(self) -> bool:
         if self.engine is None or self.paused:
             return False
-        if self.model.snapshot().status != "ready":
+        if self.clips.snapshot().status != "ready":
             return False
         return self.generated - (self.played + 1) < self.clips_ahead
 
@@ -274,7 +274,7 @@ class JamSession:
             if self._can_generate():
                 return
             # While the model loads, look again now and then to pass its progress on.
-            loading = self.model.snapshot().status == "loading"
+            loading = self.clips.snapshot().status == "loading"
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), MODEL_POLL_S if loading else None)
             await self.send_status()
@@ -327,9 +327,8 @@ class JamSession:
     ) -> tuple[JamAudioPiece, bytes]:
         """Join the rendered clip onto the jam's stream: (its piece, the piece encoded)."""
         if self.stream is None:
-            pipeline = self.model.pipeline()
             self.stream = JamAudioStream(
-                pipeline.spectrogram_params, self.worker.quality, cuda_or_cpu(pipeline.device)
+                self.clips.spectrogram_params(), self.clips.quality, self.clips.audio_device()
             )
         stream = self.stream
 
@@ -365,13 +364,13 @@ class JamSession:
 
     async def _render(self, clip: JamClip) -> tuple[Job, Image.Image] | None:
         """The clip's job, done (its result is the image, without audio, or an exception), and
-        the seed image it started from; None when it could not be run now (queue full, job
-        dropped)."""
+        the seed image it started from; None when it could not be run now (queue full, model
+        not ready, job dropped)."""
         init_image, mask = await run_in_threadpool(
             self.library.images, clip.input.seed_image_id, clip.input.mask_image_id
         )
         try:
-            self.job = self.worker.submit(clip.input, init_image, mask, with_audio=False)
+            self.job = self.clips.submit(clip.input, init_image, mask, with_audio=False)
         except QueueFull as error:
             await asyncio.sleep(error.retry_after_s)
             return None
@@ -383,5 +382,13 @@ class JamSession:
         job, self.job = self.job, None
         # Dropped from the queue, or stopped while running (the pipeline raised Cancelled).
         if job.future.cancelled() or job.cancel_event.is_set():
+            return None
+        # With replicas, a queue can fill (or a model go) between submit and the replica.
+        refusal = job.future.exception()
+        if isinstance(refusal, QueueFull):
+            await asyncio.sleep(refusal.retry_after_s)
+            return None
+        if isinstance(refusal, ModelNotReady):
+            await asyncio.sleep(MODEL_POLL_S)
             return None
         return job, init_image

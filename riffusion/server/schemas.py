@@ -9,7 +9,7 @@ and strings. Fractions a hair outside [0, 1] (FRACTION_TOLERANCE) are taken as t
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -25,6 +25,9 @@ from riffusion.server.limits import (
     MAX_PROMPT_CHARS,
     MAX_STEPS,
 )
+
+if TYPE_CHECKING:
+    from riffusion.server.clip_service import ReplicaState
 
 
 def _integral_float_to_int(value: Any) -> Any:
@@ -228,8 +231,35 @@ class QueueModel(BaseModel):
     capacity: int = Field(description="how many may wait before requests answer 429")
 
 
+class ReplicaModel(BaseModel):
+    """One model replica of a Ray deployment (`riffusion serve --ray`)."""
+
+    id: str = Field(description="Ray Serve's id of the replica")
+    status: Literal["loading", "ready", "failed"] = Field(
+        description="failed also when the replica stopped answering (lost)"
+    )
+    device: str
+    message: str
+    queue: QueueModel
+    running: int = Field(description="clips the replica is rendering now")
+    completed: int = Field(description="clips the replica has finished")
+
+    @classmethod
+    def from_state(cls, state: ReplicaState) -> ReplicaModel:
+        return cls(
+            id=state.replica_id,
+            status=state.status,
+            device=state.device,
+            message=state.message,
+            queue=QueueModel(length=state.queue_length, capacity=state.capacity),
+            running=state.running,
+            completed=state.completed,
+        )
+
+
 class HealthModel(BaseModel):
-    """The model's state. status is loading, ready or failed."""
+    """The model's state. status is loading, ready or failed; with replicas (Ray), ready while
+    any replica is, and the queue is theirs together."""
 
     status: Literal["loading", "ready", "failed"]
     model: str
@@ -240,6 +270,9 @@ class HealthModel(BaseModel):
     message: str
     fix: str | None = Field(description="when failed: what to do about it")
     queue: QueueModel
+    replicas: list[ReplicaModel] | None = Field(
+        default=None, description="each model replica (`serve --ray`); null for one process"
+    )
 
 
 class SeedModel(BaseModel):

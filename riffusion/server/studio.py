@@ -22,9 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from riffusion.audio import Audio, AudioTooLongError
 from riffusion.diffusion.inputs import InferenceInput, PromptInput
 from riffusion.errors import RiffusionError
+from riffusion.server.clip_service import ClipService
 from riffusion.server.inference_response import inference_response
 from riffusion.server.limits import MAX_UPLOAD_BYTES
-from riffusion.server.model import ModelHolder
 from riffusion.server.schemas import (
     AudioOutputModel,
     AudioToAudioModel,
@@ -33,14 +33,12 @@ from riffusion.server.schemas import (
     InferenceOutputModel,
 )
 from riffusion.server.worker import (
-    InferenceWorker,
     QueueFull,
     data_url,
 )
 from riffusion.spectrogram.converter import SpectrogramImageConverter
 from riffusion.spectrogram.image import DEFAULT_MAX_VALUE
 from riffusion.spectrogram.params import SpectrogramParams
-from riffusion.spectrogram.reconstruction import Quality
 
 #: Widest spectrogram image turned into audio: 60 s at 10 ms per column.
 MAX_IMAGE_WIDTH = 6000
@@ -148,15 +146,13 @@ def spectrogram_of_clip(audio: Audio, converter: SpectrogramImageConverter) -> I
 
 
 def studio_router(
-    worker: InferenceWorker,
-    model: ModelHolder,
-    quality: Quality,
+    clips: ClipService,
     inference_errors: dict[int | str, dict[str, Any]],
 ) -> APIRouter:
-    """The studio endpoints, running generations on worker and conversions on a thread;
+    """The studio endpoints, running generations on clips and conversions on a thread;
     inference_errors: the error responses of a generation, for the OpenAPI schema."""
     router = APIRouter(tags=["studio"])
-    converter = SpectrogramImageConverter(quality=quality)
+    converter = SpectrogramImageConverter(quality=clips.quality)
     # Conversions need no model but are heavy: one at a time, a few waiting, others 429.
     conversions = asyncio.Semaphore(1)
     waiting = 0
@@ -200,7 +196,7 @@ def studio_router(
     async def audio_to_audio(body: AudioToAudioModel, request: Request) -> Response:
         """A clip (at most 10.24 s) re-imagined from a prompt: img2img on its spectrogram."""
         mime, data = await run_in_threadpool(decode_data_url, body.audio, "audio")
-        model.pipeline()  # 503 before the work of decoding for a model that cannot run
+        clips.check_ready()  # 503 before the work of decoding for a model that cannot run
         audio = await run_in_threadpool(decode_audio, mime, data)
         image = await run_in_threadpool(spectrogram_of_clip, audio, converter)
         prompt = PromptInput(
@@ -217,6 +213,6 @@ def studio_router(
             num_inference_steps=body.num_inference_steps,
             seed_image_id="upload",
         )
-        return await inference_response(worker, inputs, image, None, request)
+        return await inference_response(clips, inputs, image, None, request)
 
     return router

@@ -169,6 +169,20 @@ class Job:
         return headers
 
 
+def new_job(
+    inputs: InferenceInput,
+    init_image: Image.Image,
+    mask_image: Image.Image | None,
+    with_audio: bool,
+    max_steps: int | None,
+) -> Job:
+    """A job of inputs with its steps cut to max_steps (None: no limit)."""
+    requested_steps = inputs.num_inference_steps
+    if max_steps is not None and requested_steps > max_steps:
+        inputs = dataclasses.replace(inputs, num_inference_steps=max_steps)
+    return Job(inputs, init_image, mask_image, with_audio, requested_steps)
+
+
 def job_result(job: Job) -> asyncio.Future[EncodedClip]:
     """job's result as an asyncio future of the running event loop.
 
@@ -181,9 +195,9 @@ def job_result(job: Job) -> asyncio.Future[EncodedClip]:
 
 
 async def result_unless_disconnected(
-    worker: InferenceWorker, job: Job, is_disconnected: Callable[[], Awaitable[bool]]
+    cancel: Callable[[Job], None], job: Job, is_disconnected: Callable[[], Awaitable[bool]]
 ) -> EncodedClip | None:
-    """job's result, or None (and the job dropped) if the client goes away first.
+    """job's result, or None (and the job dropped with cancel) if the client goes away first.
 
     is_disconnected is asked every DISCONNECT_POLL_S seconds while the job waits or runs.
     """
@@ -194,10 +208,10 @@ async def result_unless_disconnected(
             if done:
                 return future.result()
             if await is_disconnected():
-                worker.cancel(job)
+                cancel(job)
                 return None
     except asyncio.CancelledError:
-        worker.cancel(job)
+        cancel(job)
         raise
 
 
@@ -277,6 +291,12 @@ class InferenceWorker:
         with self._condition:
             return len(self._queue)
 
+    @property
+    def running(self) -> int:
+        """Jobs running now (one batch)."""
+        with self._condition:
+            return len(self._running)
+
     def submit(
         self,
         inputs: InferenceInput,
@@ -294,10 +314,7 @@ class InferenceWorker:
             QueueFull: capacity jobs are already waiting.
         """
         self.model.pipeline()  # raises ModelNotReady
-        requested_steps = inputs.num_inference_steps
-        if self.max_steps is not None and requested_steps > self.max_steps:
-            inputs = dataclasses.replace(inputs, num_inference_steps=self.max_steps)
-        job = Job(inputs, init_image, mask_image, with_audio, requested_steps)
+        job = new_job(inputs, init_image, mask_image, with_audio, self.max_steps)
         with self._condition:
             if self._stopping:
                 raise RuntimeError("the inference worker has stopped")
