@@ -28,6 +28,11 @@ original's, around the joins and elsewhere, and the level step at the joins.
 
     .venv/bin/python bench/bench_joins.py [--reference PATH] [--width 64] [--overlap 20]
         [--skip-real] [--skip-pipeline] [--seeds og_beat,swing] [--loops 6]
+        [--takeover-only] [--takeover-qualities fast,high]
+
+Takeover: riff of a 24 s track (the clip looped, and rendered seed loops) with beat-aligned
+512-column clips overlapping by 0.2 s, measured in the 10 ms after each overlap ends, where riff
+puts the beat; against the track itself and its uncut reconstruction.
 """
 
 from __future__ import annotations
@@ -49,12 +54,14 @@ from riffusion.render.joins import Stitcher, with_pre_roll
 from riffusion.render.longform import (
     LOOP_OVERLAP_COLUMNS,
     TrackSource,
+    beat_grid,
     interpolation_alphas,
     plan_interpolation,
     plan_jam,
     plan_riff,
 )
 from riffusion.seeds import list_seeds, load_seed_image
+from riffusion.seeds.builtin import render_loop, seed_request
 from riffusion.spectrogram.params import SpectrogramParams
 from riffusion.testing.join_metrics import (
     join_artefacts,
@@ -455,6 +462,83 @@ def stereo(reference: Path) -> None:
     print(f"| the same, channels reconstructed separately | {stereo_figures(apart)} |")
 
 
+def looped_track(audio: Audio, seconds: float, fade_s: float = 0.05) -> Audio:
+    """audio repeated to seconds, each repeat crossfaded into the last over fade_s."""
+    fade = round(fade_s * audio.sample_rate)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    samples = audio.samples
+    while samples.shape[-1] < seconds * audio.sample_rate:
+        mixed = samples[:, -fade:] * (1 - ramp) + audio.samples[:, :fade] * ramp
+        samples = np.concatenate([samples[:, :-fade], mixed, audio.samples[:, fade:]], axis=-1)
+    return Audio(samples[:, : round(seconds * audio.sample_rate)], audio.sample_rate)
+
+
+def seed_track(seconds: float, seed_ids: list[str]) -> Audio:
+    """Rendered seed loops (44.1 kHz, mono), an equal share of seconds each, one after another."""
+    share = round(seconds / len(seed_ids) * 44100)
+    parts = []
+    for seed_id in seed_ids:
+        loop = render_loop(seed_request(seed_id)).resample(44100).to_mono().samples
+        parts.append(np.tile(loop, (1, -(-share // loop.shape[-1])))[:, :share])
+    return Audio(np.concatenate(parts, axis=-1).astype(np.float32), 44100)
+
+
+def after_overlaps(audio: Audio, ends: list[int]) -> np.ndarray:
+    """The 12 kHz figure of the 10 ms starting at each of ends (samples), dB per place."""
+    return np.array(join_artefacts(audio, ends, window_s=0.01, after=True).per_join_db)
+
+
+def takeover(reference: Path, overlap: int, qualities: list[str]) -> None:
+    """The 10 ms after each overlap of a 24 s track riffed with beat-aligned clips of 512 columns
+    (the model left out: each clip is its init image): the 12 kHz figure there, for the track
+    itself, its spectrogram reconstructed uncut (the same crossfaded spectrogram, no joins),
+    plain concatenation and stitch."""
+    params = SpectrogramParams()
+    tracks = {
+        "clip.wav looped": looped_track(Audio.load(reference).resample(params.sample_rate), 24.0),
+        "seed loops": seed_track(24.0, ["og_beat", "bossa", "swing", "breakbeat"]),
+    }
+    print(
+        f"\nThe 10 ms after each overlap: 24 s tracks riffed with beat-aligned 512-column clips "
+        f"overlapping by {overlap} columns (the model left out); 12 kHz figure, dB"
+    )
+    print("| track | quality | method | mean | max | stitch − uncut, per join |")
+    print("|---|---|---|---|---|---|")
+    for name, track in tracks.items():
+        track = track.to_mono()
+        plan = plan_riff(
+            track.num_frames, params, 512, overlap, PromptInput("-", 0), beats=beat_grid(track)
+        )
+        source = TrackSource(track, params, 512, "mono")
+        clips = [
+            source.clip_mel(clip, source.init_image(clip))[..., : clip.length]
+            for clip in plan.clips
+        ]
+        starts = [clip.start for clip in plan.clips]
+        ends = [(clip.start + clip.length) * params.hop_length for clip in plan.clips[:-1]]
+
+        own = after_overlaps(Audio(track.samples[:, : plan.num_samples], track.sample_rate), ends)
+        print(f"| {name} | | track itself | {own.mean():5.1f} | {own.max():5.1f} | |")
+        for quality in qualities:
+            uncut = after_overlaps(
+                uncut_reconstruction(clips, starts, quality=quality, crossfade=True)[0], ends
+            )
+            rows = {
+                "uncut": uncut,
+                "plain concatenation": after_overlaps(
+                    plain_concatenation(clips, starts, quality=quality)[0], ends
+                ),
+                "stitch": after_overlaps(stitch(clips, starts, quality=quality), ends),
+            }
+            for method, figure in rows.items():
+                difference = fmt(figure - uncut) if method == "stitch" else ""
+                print(
+                    f"| {name} | {quality} | {method} | {figure.mean():5.1f} | "
+                    f"{figure.max():5.1f} | {difference} |",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", type=Path, default=REFERENCE)
@@ -466,10 +550,20 @@ def main() -> None:
         "--seeds", default=None, help="comma-separated seed ids for the loops (default: all)"
     )
     parser.add_argument("--loops", type=int, default=6, help="loops per interpolation and jam")
+    parser.add_argument(
+        "--takeover-only", action="store_true", help="only the 10 ms after riff's overlaps"
+    )
+    parser.add_argument(
+        "--takeover-qualities", default="fast", help="comma-separated qualities for the takeover"
+    )
     args = parser.parse_args()
     if args.loops < 2:
         parser.error("--loops must be at least 2 (a join needs two loops)")
     seed_ids = args.seeds.split(",") if args.seeds else [seed.id for seed in list_seeds()]
+    if not args.skip_real:
+        takeover(args.reference, args.overlap, args.takeover_qualities.split(","))
+    if args.takeover_only:
+        return
     if not args.skip_real:
         real_music(args.reference, args.width, 0)
         real_music(args.reference, args.width, args.overlap)

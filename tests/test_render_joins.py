@@ -60,12 +60,27 @@ def test_the_figure_hears_a_click() -> None:
     assert join_artefacts(Audio(clicked, 44100), joins).mean_db > smooth.mean_db + 30
 
 
+def test_the_figure_after_a_place_hears_only_what_follows_it() -> None:
+    # A click 5 ms after a place: the 10 ms starting there hear it, the 10 ms ending there do not.
+    audio = _chord(2.0)
+    clicked = audio.samples.copy()
+    clicked[:, 44100 + 220 :] *= -1
+    clicked_audio = Audio(clicked, 44100)
+    after = join_artefacts(clicked_audio, [44100], window_s=0.01, after=True)
+    before = join_artefacts(clicked_audio, [44100 - 441], window_s=0.01, after=True)
+    assert after.mean_db > 30
+    assert abs(before.mean_db) < 3
+    assert abs(join_artefacts(audio, [44100], window_s=0.01, after=True).mean_db) < 3
+
+
 def test_the_figure_refuses_what_it_cannot_measure() -> None:
     audio = _chord(1.0)
     with pytest.raises(RiffusionError, match="no joins"):
         join_artefacts(audio, [])
     with pytest.raises(RiffusionError, match="inside the audio"):
         join_artefacts(audio, [10])
+    with pytest.raises(RiffusionError, match="before the end"):
+        join_artefacts(audio, [audio.num_frames - 500], after=True)
 
 
 def test_stitch_beats_concatenation_on_real_music(reference_dir: Path) -> None:
@@ -191,7 +206,8 @@ def test_loudness_is_matched_at_the_join() -> None:
     matched = stitch([quiet, loud], [0, 108])
     unmatched = stitch([quiet, loud], [0, 108], match_loudness=False)
     join = 118 * HOP
-    assert step_db(unmatched, join) > 4.0
+    # Measured inside the 20-column crossfade, the 6 dB step shows as about 4 dB.
+    assert step_db(unmatched, join) > 3.5
     assert abs(step_db(matched, join)) < 1.0
     # The loud clip relaxes to its own level by its end.
     end = matched.samples[:, -30 * HOP : -10 * HOP]

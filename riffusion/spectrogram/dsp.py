@@ -101,6 +101,17 @@ def stft(waveform: torch.Tensor, params: SpectrogramParams) -> torch.Tensor:
     )
 
 
+def unit_phasors(spectrum: torch.Tensor) -> torch.Tensor:
+    """spectrum / |spectrum| elementwise (0 where spectrum is 0), same shape, complex.
+
+    torch.sgn returns inf or nan for subnormal coefficients (its |z| underflows), which the decay
+    of a sound into silence produces; dividing by |z| floored at the smallest normal number keeps
+    those finite (and below unit length, which for coefficients that small does not matter).
+    """
+    tiny = torch.finfo(spectrum.real.dtype).tiny
+    return spectrum / spectrum.abs().clamp(min=tiny)
+
+
 def mel_amplitudes_from_waveform(waveform: torch.Tensor, params: SpectrogramParams) -> torch.Tensor:
     """Mel amplitudes (channels, num_frequencies, frames) of waveform (channels, samples).
 

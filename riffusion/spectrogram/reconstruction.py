@@ -4,7 +4,7 @@ Qualities:
     "original": the original riffusion's algorithm (least-squares inverse mel, then 32 iterations of
         fast Griffin-Lim with momentum 0.99 from a random initial phase, n_fft = 17640). Kept as the
         reference the other two are measured against.
-    "fast" (default), "high": one pipeline in three steps, "high" iterating longer:
+    "fast" (default), "high": one pipeline in four steps, "high" iterating longer:
 
         1. Linear magnitudes on a reconstruction STFT whose FFT is as long as the window (4410
            instead of 17640 samples by default). Zero-padding a windowed frame only interpolates its
@@ -22,6 +22,16 @@ Qualities:
            magnitudes, so instead of imposing the smooth least-squares estimate there, each
            iteration keeps the iterate's own magnitudes and rescales them to the target mel
            energies. Below that frequency the least-squares magnitudes are accurate and imposed.
+        4. The same kind of iterations on the analysis STFT's own 2.5 Hz grid
+           (riffusion.spectrogram.refinement): on the low bands, where mel bands lie closer
+           together than the reconstruction bins and step 3 can only impose least-squares
+           magnitudes, at a ninth of the sample rate ("fast" and "high"); then on every band
+           ("high"). On spectrograms no signal has (every image the model generates) imposing
+           least-squares magnitudes leaves the low bands, which hold most of the energy, well off
+           their targets; rescaling the iterate's own fine-grid magnitudes to the target band
+           energies does not.
+
+    How many iterations each stage runs is in SCHEDULES.
 
 See docs/benchmarks.md for measurements against "original".
 """
@@ -36,15 +46,41 @@ from typing import Literal
 
 import torch
 
-from riffusion.spectrogram.dsp import hann_window, hz_to_mel, mel_filterbank, mel_to_hz, stft
+from riffusion.spectrogram.dsp import (
+    hann_window,
+    hz_to_mel,
+    mel_filterbank,
+    mel_to_hz,
+    stft,
+    unit_phasors,
+)
 from riffusion.spectrogram.params import SpectrogramParams
+from riffusion.spectrogram.refinement import refine_full_band, refine_low_band
 
 Quality = Literal["fast", "high", "original"]
 QUALITIES: tuple[str, ...] = ("fast", "high", "original")
 
-# Griffin-Lim iterations after the PGHI initial phase. On the benchmark's inputs "fast" beats
-# "original" from 3 iterations on; 5 leave a margin.
-_ITERATIONS = {"fast": 5, "high": 32}
+
+@dataclass(frozen=True)
+class Schedule:
+    """Iterations of each stage after the PGHI initial phase (see the module docstring).
+
+    Attributes:
+        coarse: fast Griffin-Lim iterations on the reconstruction grid (all bands).
+        low_band: iterations on the low bands at the analysis grid's resolution
+            (refinement.refine_low_band).
+        full_band: iterations on the analysis STFT itself (refinement.refine_full_band).
+    """
+
+    coarse: int
+    low_band: int
+    full_band: int
+
+
+# Chosen on the benchmark (docs/benchmarks.md): "fast" gives the low bands, where the coarse grid
+# cannot see what the mel bands measure, a few cheap iterations; "high" adds a few on the analysis
+# STFT, which settle the bands the coarse grid resolves only approximately.
+SCHEDULES = {"fast": Schedule(5, 6, 0), "high": Schedule(32, 32, 8)}
 
 # Momentum of fast Griffin-Lim, as in the original.
 _MOMENTUM = 0.99
@@ -384,7 +420,7 @@ def fast_griffin_lim(
             else rebuilt.sub(previous, alpha=_MOMENTUM / (1 + _MOMENTUM))
         )
         previous = rebuilt
-        torch.mul(torch.sgn(direction), magnitude_step(rebuilt.abs()), out=used)
+        torch.mul(unit_phasors(direction), magnitude_step(rebuilt.abs()), out=used)
         estimate = _istft(spectrum, grid, envelope)
         if free is None:
             signal = estimate
@@ -616,4 +652,7 @@ def reconstruct_waveform(
     bands = mel_amplitudes.transpose(-1, -2)  # (channels, frames, mels)
     magnitudes = (bands @ grid.inverse_mel).clamp_(min=0.0)
     phase = pghi_phase(magnitudes, grid)
-    return _griffin_lim_mel(bands, magnitudes, phase, params, _ITERATIONS[quality])
+    schedule = SCHEDULES[quality]
+    waveform = _griffin_lim_mel(bands, magnitudes, phase, params, schedule.coarse)
+    waveform = refine_low_band(waveform, mel_amplitudes, params, schedule.low_band, _MOMENTUM)
+    return refine_full_band(waveform, mel_amplitudes, params, schedule.full_band, _MOMENTUM)

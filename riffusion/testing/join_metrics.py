@@ -85,12 +85,14 @@ def join_artefacts(
     join_samples: Sequence[int],
     window_s: float = WINDOW_S,
     cutoff_hz: float = HIGHPASS_HZ,
+    after: bool = False,
 ) -> JoinArtefacts:
     """The boundary artefact figure of audio whose joins are at join_samples (frame indices).
 
     The high-passed energy (summed over channels) is measured in a window of window_s centred on
-    each join. The reference is the median over consecutive windows of the same length that tile
-    the audio, leaving out those within one window of a join and the first and last window (the
+    each join, or starting at it with after (the stretch right after a crossfade ends, say). The
+    reference is the median over consecutive windows of the same length that tile the audio,
+    leaving out those within one window of a measured one and the first and last window (the
     ends of a file have edge effects of their own).
     """
     width = max(round(window_s * audio.sample_rate), 1)
@@ -102,6 +104,10 @@ def join_artefacts(
             f"every join must lie at least {window_s * 500:g} ms inside the audio "
             f"({audio.num_frames} frames)"
         )
+    # Each measured window's first frame.
+    firsts = [join if after else join - width // 2 for join in joins]
+    if any(first + width > audio.num_frames for first in firsts):
+        raise RiffusionError(f"every join must lie at least {window_s * 1000:g} ms before the end")
     energy = (highpassed(audio, cutoff_hz) ** 2).sum(axis=0)
     # Cumulative sums give the energy of any window in O(1).
     cumulative = np.concatenate([[0.0], np.cumsum(energy)])
@@ -111,15 +117,15 @@ def join_artefacts(
 
     starts = np.arange(width, audio.num_frames - 2 * width + 1, width)
     near_join = np.zeros(len(starts), dtype=bool)
-    for join in joins:
-        near_join |= np.abs(starts + width / 2 - join) < 1.5 * width
+    for first in firsts:
+        near_join |= np.abs(starts - first) < 1.5 * width
     reference = [window_energy(int(start)) for start in starts[~near_join]]
     if not reference:
         raise RiffusionError("the audio is too short to measure joins against the rest of it")
     floor = max(float(np.median(reference)), np.finfo(np.float64).tiny)
     per_join = tuple(
-        10.0 * np.log10(max(window_energy(join - width // 2), np.finfo(np.float64).tiny) / floor)
-        for join in joins
+        10.0 * np.log10(max(window_energy(first), np.finfo(np.float64).tiny) / floor)
+        for first in firsts
     )
     return JoinArtefacts(per_join, len(reference))
 
