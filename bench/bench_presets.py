@@ -16,6 +16,14 @@ then cached, as in a jam).
 Prints the CPU model and its relevant flags, the load average, per-stage seconds, UNet calls, the
 speed-up over the baseline and the real-time factor (5.12 s of audio / seconds per clip).
 
+--unet-backends torch,openvino: each preset timed with the UNet in PyTorch and in OpenVINO
+(--unet-backend openvino; the fast preset runs in PyTorch only: its DeepCache calls into the
+UNet's blocks), side by side in the same passes. The OpenVINO UNets are converted once into the
+user's cache (minutes at SD 1.5's size) before anything is timed.
+
+--size tiny runs everything on the tiny random checkpoint: a check that the benchmark runs end
+to end, not a measurement.
+
 --server: for each preset, a real `riffusion serve` app under uvicorn in this process (model
 loaded with that preset, warmed up), one jam over the WebSocket acknowledging each clip at once:
 time to first audio (from "start" to the first clip) and sustained clips per minute over
@@ -23,7 +31,8 @@ time to first audio (from "start" to the first clip) and sustained clips per min
 
     .venv/bin/python bench/bench_presets.py [--presets fast,realtime] [--repeats 3]
         [--baseline-steps 50] [--server] [--server-seconds 120] [--skip-clips]
-        [--no-baseline] [--dtype auto|float32|bfloat16]
+        [--no-baseline] [--dtype auto|float32|bfloat16] [--unet-backends torch,openvino]
+        [--size sd15|tiny]
 
 What a CPU without native bfloat16 (AVX2 only) reaches can be approximated on one with it: oneDNN
 and ATen limited to AVX2, in float32 (what dtype auto picks there):
@@ -50,12 +59,14 @@ from bench_pipeline import PeakMemory, StageTimer, cpu_name, seed_image
 from PIL import Image
 from random_checkpoints import (
     add_sd15_checkpoint_argument,
+    default_checkpoint_dir,
     random_checkpoint,
     random_preset_weights,
 )
 
 from riffusion import Audio, SpectrogramImageConverter
 from riffusion.diffusion.checkpoints import cpu_has_native_bf16
+from riffusion.diffusion.openvino_unet import UNET_BACKENDS
 from riffusion.diffusion.preset_weights import PresetWeights
 from riffusion.diffusion.presets import get_preset
 
@@ -149,15 +160,55 @@ def run_baseline(checkpoint: Path, image: Image.Image, steps: int) -> Run:
 # --- Ours ----------------------------------------------------------------------------------
 
 
-def load_ours(checkpoint: Path, weights: PresetWeights, presets: list[str], dtype: str) -> Any:
+def load_ours(
+    checkpoint: Path, weights: PresetWeights, presets: list[str], dtype: str, backend: str
+) -> Any:
+    """Our pipeline with backend running the UNet, presets prepared (OpenVINO: converted)."""
     from riffusion import RiffusionPipeline
 
     pipe = RiffusionPipeline.load_checkpoint(
-        checkpoint, device="cpu", dtype=dtype, preset_weights=weights
+        checkpoint,
+        device="cpu",
+        dtype=dtype,
+        preset_weights=weights,
+        unet_backend=backend,
+        report=lambda message: print(f"  {message}", flush=True),
     )
     for name in presets:
         pipe.prepare_preset(name)
+    if backend == "openvino":
+        # The PyTorch UNet's hooks see no calls: count the converted UNet's instead.
+        pipe._openvino_unets = {
+            key: CountedCalls(unet) for key, unet in pipe._openvino_unets.items()
+        }
     return pipe
+
+
+class CountedCalls:
+    """A UNet standing in for another (attributes passed through), counting the calls made."""
+
+    def __init__(self, unet: Any) -> None:
+        self.unet = unet
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.unet, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.unet(*args, **kwargs)
+
+
+def backend_runs(presets: list[str], backends: list[str]) -> list[tuple[str, str]]:
+    """The (preset, backend) pairs to time: every pair but the fast preset with OpenVINO."""
+    pairs = []
+    for preset in presets:
+        for backend in backends:
+            if backend == "openvino" and get_preset(preset).deep_cache is not None:
+                print(f"{preset} with openvino: skipped (DeepCache needs the PyTorch UNet)")
+                continue
+            pairs.append((preset, backend))
+    return pairs
 
 
 def run_preset(pipe: Any, preset: str, image: Image.Image, repeats: int) -> Run:
@@ -178,6 +229,7 @@ def run_preset(pipe: Any, preset: str, image: Image.Image, repeats: int) -> Run:
     unet = pipe._lcm_unet if recipe.lcm_lora else pipe.unet
     timer.watch("unet calls", unet.conv_in)
     timer.watch("full unet calls", unet.mid_block)
+    counted = [] if pipe.unet_backend == "torch" else list(pipe._openvino_unets.values())
     prompt = PromptInput(PROMPT, seed=42, denoising=DENOISING, guidance=GUIDANCE)
 
     def clip(steps: int) -> Audio:
@@ -192,6 +244,8 @@ def run_preset(pipe: Any, preset: str, image: Image.Image, repeats: int) -> Run:
     clip(min(2, recipe.steps))  # warm-up: the same shapes; caches the text and the seed
     clip(recipe.steps)
     timer.reset()
+    for each in counted:
+        each.calls = 0
     load = load_average()
     times = []
     with PeakMemory() as memory:
@@ -202,15 +256,15 @@ def run_preset(pipe: Any, preset: str, image: Image.Image, repeats: int) -> Run:
     stages = {name: seconds / repeats for name, seconds in timer.seconds.items()}
     inside = sum(stages.get(name, 0.0) for name in ("text", "encode", "decode"))
     stages["loop"] = stages.pop("diffusion") - inside
-    calls = timer.calls["unet calls"] // repeats
-    full = timer.calls["full unet calls"] // repeats
+    calls = (timer.calls["unet calls"] + sum(each.calls for each in counted)) // repeats
+    full = (timer.calls["full unet calls"] + sum(each.calls for each in counted)) // repeats
     rows = 2 if recipe.guided else 1
     shape = f"{calls} x {rows} rows" + (f" ({full} full)" if full != calls else "")
     for name in ("unet calls", "full unet calls"):
         stages.pop(name, None)
     timer.reset()
     return Run(
-        f"{preset} ({str(pipe.unet.dtype)[6:]})",
+        f"{preset} ({str(pipe.unet.dtype)[6:]}, {pipe.unet_backend})",
         min(times),
         stages,
         shape,
@@ -309,6 +363,17 @@ def report(runs: list[Run], baseline: Run | None) -> None:
             print(f"{run.name}: best clip s of the pass before / after the baseline: {passes}")
 
 
+def report_backends(runs: dict[tuple[str, str], Run]) -> None:
+    """Per preset timed with both backends: how much faster OpenVINO ran a clip and its loop."""
+    for (preset, backend), run in runs.items():
+        torch_run = runs.get((preset, "torch"))
+        if backend == "openvino" and torch_run is not None:
+            print(
+                f"{preset}: openvino {torch_run.clip_s / run.clip_s:.2f}x torch per clip, "
+                f"{torch_run.stages['loop'] / run.stages['loop']:.2f}x in the diffusion loop"
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", default="fast,realtime", help="comma-separated presets")
@@ -319,9 +384,23 @@ def main() -> int:
     parser.add_argument("--skip-clips", action="store_true", help="the server figures only")
     parser.add_argument("--no-baseline", action="store_true", help="ours only, one pass")
     parser.add_argument("--dtype", default="auto", help="ours: auto, float32 or bfloat16")
+    parser.add_argument(
+        "--unet-backends",
+        default="torch",
+        help=f"ours: comma-separated, of {', '.join(UNET_BACKENDS)}; each preset with each",
+    )
+    parser.add_argument(
+        "--size", choices=("sd15", "tiny"), default="sd15", help="random checkpoint size"
+    )
     add_sd15_checkpoint_argument(parser)
     args = parser.parse_args()
     presets = [get_preset(name.strip()).name for name in args.presets.split(",") if name.strip()]
+    backends = [name.strip() for name in args.unet_backends.split(",") if name.strip()]
+    unknown = sorted(set(backends) - set(UNET_BACKENDS))
+    if unknown or not backends:
+        parser.error(f"--unet-backends takes {', '.join(UNET_BACKENDS)}, got {unknown}")
+    if args.size == "tiny" and args.checkpoint_dir == default_checkpoint_dir("sd15"):
+        args.checkpoint_dir = default_checkpoint_dir("tiny")
 
     print(
         f"CPU {cpu_name()}; flags: {cpu_flags()}; native bfloat16: "
@@ -330,23 +409,45 @@ def main() -> int:
         f"{load_average():.1f}",
         flush=True,
     )
-    checkpoint = random_checkpoint(args.checkpoint_dir, "sd15")
-    weights = random_preset_weights(checkpoint, "sd15")
+    checkpoint = random_checkpoint(args.checkpoint_dir, args.size)
+    weights = random_preset_weights(checkpoint, args.size)
     image = seed_image()
+    if args.size == "tiny":
+        image = image.crop((0, 0, 128, 512))  # 1.28 s clips: quick, the same code paths
 
     if not args.skip_clips:
-        pipe = load_ours(checkpoint, weights, presets, args.dtype)
-        first = {name: run_preset(pipe, name, image, args.repeats) for name in presets}
+        pairs = backend_runs(presets, backends)
+        pipes = {}
+        for backend in dict.fromkeys(backend for _, backend in pairs):
+            print(f"loading ours with the UNet in {backend} ...", flush=True)
+            pipes[backend] = load_ours(
+                checkpoint,
+                weights,
+                [preset for preset, each in pairs if each == backend],
+                args.dtype,
+                backend,
+            )
+
+        def timed_pass() -> dict[tuple[str, str], Run]:
+            return {
+                (preset, backend): run_preset(pipes[backend], preset, image, args.repeats)
+                for preset, backend in pairs
+            }
+
+        first = timed_pass()
         if args.no_baseline:
             report(list(first.values()), None)
+            chosen = first
         else:
-            print("first pass:", {name: round(run.clip_s, 1) for name, run in first.items()})
+            print("first pass:", {run.name: round(run.clip_s, 1) for run in first.values()})
             baseline = run_baseline(checkpoint, image, args.baseline_steps)
             gc.collect()  # the baseline's pipeline
             print(f"baseline: {baseline.clip_s:.1f} s", flush=True)
-            second = {name: run_preset(pipe, name, image, args.repeats) for name in presets}
-            report([slower(first[name], second[name]) for name in presets], baseline)
-        del pipe
+            second = timed_pass()
+            chosen = {pair: slower(first[pair], second[pair]) for pair in pairs}
+            report(list(chosen.values()), baseline)
+        report_backends(chosen)
+        del pipes
         gc.collect()
 
     if args.server:

@@ -317,7 +317,7 @@ def test_ctrl_c_while_writing_waits_for_the_whole_file(
 
 
 def test_ctrl_c_while_loading_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted_load(self: ModelSettings) -> None:
+    def interrupted_load(self: ModelSettings, **_: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ModelSettings, "load", interrupted_load)

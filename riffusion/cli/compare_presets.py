@@ -17,7 +17,11 @@ from riffusion.cli.common import (
     prepare_output_dir,
     quality_option,
 )
-from riffusion.cli.model_options import model_options_without_preset, quiet_model_libraries
+from riffusion.cli.model_options import (
+    check_unet_backend_presets,
+    model_options_without_preset,
+    quiet_model_libraries,
+)
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.diffusion.presets import PRESET_NAMES, PresetName, get_preset
 from riffusion.errors import RiffusionError
@@ -70,6 +74,7 @@ def compare_presets(
     if not names:
         raise RiffusionError("--presets names no preset")
     chosen: list[PresetName] = [get_preset(name).name for name in dict.fromkeys(names)]
+    check_unet_backend_presets(model_settings, chosen)
     check_outputs([output_dir / "index.html", output_dir / "results.json"], overwrite)
     clip_dirs = [output_dir / clip.name for clip in CLIPS]
     for clip_dir in clip_dirs:
@@ -81,7 +86,9 @@ def compare_presets(
 
     quiet_model_libraries()
     click.echo(f"Loading {model_settings.model} ...", err=True)
-    pipeline = model_settings.load(all_presets=True)
+    pipeline = model_settings.load(
+        all_presets=True, report=lambda message: click.echo(message, err=True)
+    )
     for name in chosen:
         pipeline.prepare_preset(name)
 
@@ -95,7 +102,7 @@ def compare_presets(
     )
     description = (
         f"Model {model_settings.model} on {pipeline.device} in {str(pipeline.unet.dtype)[6:]}, "
-        f"phase reconstruction quality {quality!r}."
+        f"UNet run by {pipeline.unet_backend}, phase reconstruction quality {quality!r}."
     )
     page = write_listening_page(output_dir, rendered, description)
     summaries = summarize(rendered)
@@ -103,6 +110,7 @@ def compare_presets(
         "model": model_settings.model,
         "device": str(pipeline.device),
         "dtype": str(pipeline.unet.dtype),
+        "unet_backend": pipeline.unet_backend,
         "clips": [
             {
                 "clip": each.clip.name,

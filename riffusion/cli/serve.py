@@ -15,6 +15,7 @@ from riffusion.cli.model_options import model_options
 from riffusion.devices import AUTO
 from riffusion.diffusion.model_settings import ModelSettings
 from riffusion.diffusion.named_loras import check_lora_name
+from riffusion.diffusion.openvino_unet import NAMED_LORAS_REFUSAL
 from riffusion.errors import RiffusionError
 from riffusion.server.limits import DEFAULT_MAX_BODY_BYTES, MAX_STEPS
 from riffusion.spectrogram.reconstruction import Quality
@@ -134,6 +135,8 @@ def serve(
         )
     batch_setting: MaxBatch = AUTO if batch == AUTO else int(batch)
     fused, named = split_named_loras(model_settings.lora)
+    if named and model_settings.unet_backend == "openvino":
+        raise RiffusionError(NAMED_LORAS_REFUSAL)
     config = ServerConfig(
         model=dataclasses.replace(model_settings, lora=fused),
         named_loras=named,

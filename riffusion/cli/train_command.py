@@ -197,6 +197,11 @@ def train(
     picks the compute precision (trained weights stay float32). Under `accelerate launch -m
     riffusion.cli train ...` it runs data-parallel on several GPUs or processes.
     """
+    if model_settings.unet_backend != "torch":
+        raise RiffusionError(
+            f"--unet-backend {model_settings.unet_backend} runs a converted UNet, which cannot "
+            "be trained: train with --unet-backend torch"
+        )
     settings = _settings(options)
     if resume:
         dataset_dir, settings, model_settings = _resumed(

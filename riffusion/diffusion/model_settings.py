@@ -1,5 +1,5 @@
 """Which model to load and how to run it: the settings every command that runs the model takes
-(`--model`, `--lora`, `--device`, `--preset`, ...), and the server too."""
+(`--model`, `--lora`, `--device`, `--preset`, `--unet-backend`, ...), and the server too."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from riffusion.devices import AUTO
 from riffusion.diffusion.checkpoints import DEFAULT_CHECKPOINT
 from riffusion.diffusion.downloads import DownloadProgress
+from riffusion.diffusion.openvino_unet import StatusReport, UnetBackendName
 from riffusion.diffusion.preset_weights import LCM_LORA_HUB_ID, TINY_VAE_HUB_ID, PresetWeights
 from riffusion.diffusion.presets import PresetName
 
@@ -34,6 +35,8 @@ class ModelSettings:
             load with the model.
         lcm_lora: where the realtime preset's LCM-LoRA comes from (file, folder or Hub id).
         tiny_vae: where the realtime preset's TAESD comes from (folder or Hub id).
+        unet_backend: what runs the UNet: "torch", or "openvino" (on the CPU; see
+            riffusion.diffusion.openvino_unet).
     """
 
     model: str = DEFAULT_CHECKPOINT
@@ -47,16 +50,22 @@ class ModelSettings:
     preset: PresetName = "quality"
     lcm_lora: str = LCM_LORA_HUB_ID
     tiny_vae: str = TINY_VAE_HUB_ID
+    unet_backend: UnetBackendName = "torch"
 
     def load(
-        self, download_progress: DownloadProgress | None = None, *, all_presets: bool = False
+        self,
+        download_progress: DownloadProgress | None = None,
+        *,
+        all_presets: bool = False,
+        report: StatusReport | None = None,
     ) -> RiffusionPipeline:
         """The pipeline (RiffusionPipeline.load_checkpoint with these settings), with what
         preset needs loaded.
 
         all_presets: the pipeline may also run the other presets (their extra weights load on
         first use); otherwise it is made for preset alone (the realtime preset's LCM-LoRA then
-        fuses into the model's own UNet, which saves a copy of it).
+        fuses into the model's own UNet, which saves a copy of it). report hears of slow steps
+        beyond downloads (converting the UNet for OpenVINO).
 
         Raises:
             RiffusionError: the model or the preset's weights cannot be found, downloaded or
@@ -78,6 +87,8 @@ class ModelSettings:
                 lcm_lora=self.lcm_lora, tiny_vae=self.tiny_vae, cache_dir=self.cache_dir
             ),
             presets=None if all_presets else [self.preset],
+            unet_backend=self.unet_backend,
+            report=report,
         )
         if all_presets:
             pipeline.prepare_preset(self.preset, download_progress)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from riffusion.diffusion.openvino_unet import NAMED_LORAS_REFUSAL
 from riffusion.errors import RiffusionError
 
 if TYPE_CHECKING:
@@ -38,10 +39,13 @@ def load_named_loras(
 
     Raises:
         RiffusionError: a bad name, a missing or unreadable file, or a LoRA with text-encoder
-            weights (named LoRAs adapt the UNet only; fuse such a LoRA with --lora instead).
+            weights (named LoRAs adapt the UNet only; fuse such a LoRA with --lora instead), or
+            a pipeline whose UNet runs in OpenVINO.
     """
     from safetensors.torch import load_file
 
+    if pipeline.unet_backend != "torch":
+        raise RiffusionError(NAMED_LORAS_REFUSAL)
     for name, path in loras.items():
         check_lora_name(name)
         try:

@@ -13,6 +13,10 @@ preset argument of txt2img and img2img): "quality", the default, is the original
 use the LCM-LoRA's UNet and the tiny autoencoder TAESD, which load on first use
 (prepare_preset()).
 
+The UNet runs in PyTorch, or with use_openvino() in OpenVINO on the CPU
+(riffusion.diffusion.openvino_unet): each UNet a preset runs is then converted when the preset is
+prepared, and the converted one runs in its place.
+
 Numerics: the UNet and VAE run in the pipeline's dtype (float16 / bfloat16 where fast), while the
 latents, the noise, the guidance combination and the scheduler arithmetic stay in float32, so that
 fifty steps of scheduler updates do not accumulate half-precision rounding.
@@ -38,7 +42,7 @@ from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.audio import Audio
-from riffusion.devices import cuda_or_cpu
+from riffusion.devices import cuda_or_cpu, resolve_device
 from riffusion.diffusion.batch import (
     BatchKey,
     Cancelled,
@@ -54,6 +58,14 @@ from riffusion.diffusion.downloads import DownloadProgress
 from riffusion.diffusion.inputs import InferenceInput, PromptInput, check_steps
 from riffusion.diffusion.interpolation import lerp, slerp
 from riffusion.diffusion.named_loras import use_lora
+from riffusion.diffusion.openvino_unet import (
+    OpenVINOUNet,
+    StatusReport,
+    UnetBackendName,
+    check_openvino_preset,
+    check_openvino_use,
+    openvino_unet,
+)
 from riffusion.diffusion.preset_weights import PresetWeights, lcm_unet, load_tiny_vae
 from riffusion.diffusion.presets import (
     QUALITY,
@@ -150,6 +162,10 @@ class RiffusionPipeline(DiffusionPipeline):
         self._preset_lock = threading.Lock()
         # Names of the LoRAs held apart in the UNet (riffusion.diffusion.named_loras).
         self.named_loras: tuple[str, ...] = ()
+        # With OpenVINO (use_openvino()): how conversions are reported, and the converted
+        # UNets, keyed by the id of the PyTorch UNet each stands in for.
+        self._openvino_report: StatusReport | None = None
+        self._openvino_unets: dict[int, OpenVINOUNet] | None = None
 
     @classmethod
     def load_checkpoint(
@@ -166,6 +182,8 @@ class RiffusionPipeline(DiffusionPipeline):
         download_progress: DownloadProgress | None = None,
         preset_weights: PresetWeights | None = None,
         presets: Sequence[str] | None = None,
+        unet_backend: UnetBackendName = "torch",
+        report: StatusReport | None = None,
     ) -> RiffusionPipeline:
         """Load a checkpoint: a Hub id, a diffusers folder or a single .ckpt / .safetensors file.
 
@@ -178,7 +196,14 @@ class RiffusionPipeline(DiffusionPipeline):
         names the only presets it will run: their weights load now, and when none of them needs
         the model's own UNet the LCM-LoRA is fused into it rather than into a copy (half the
         UNet memory).
+
+        unet_backend "openvino" runs the UNet in OpenVINO (use_openvino(); report hears of
+        conversions): the presets named are refused up front if it cannot run them, and their
+        UNets are converted now.
         """
+        if unet_backend == "openvino":  # refuse what it cannot run before loading anything
+            where = device if isinstance(device, torch.device) else resolve_device(device)
+            check_openvino_use(where, [get_preset(name) for name in presets or ()])
         components = load_stable_diffusion(
             checkpoint,
             device=device,
@@ -200,6 +225,8 @@ class RiffusionPipeline(DiffusionPipeline):
         )
         if preset_weights is not None:
             pipeline.preset_weights = preset_weights
+        if unet_backend == "openvino":
+            pipeline.use_openvino(report)
         if presets is not None:
             chosen = [get_preset(name) for name in presets]
             lcm_only = bool(chosen) and all(preset.lcm_lora for preset in chosen)
@@ -223,9 +250,12 @@ class RiffusionPipeline(DiffusionPipeline):
 
         Raises:
             RiffusionError: an unknown preset, or weights that cannot be had (one line on what to
-                do), or a preset that needs the model's own UNet after it took the LoRA.
+                do), or a preset that needs the model's own UNet after it took the LoRA, or one
+                the OpenVINO UNet cannot run.
         """
         preset = get_preset(name)
+        if self._openvino_unets is not None:
+            check_openvino_preset(preset)
         with self._preset_lock:
             if preset.lcm_lora and self._lcm_unet is None:
                 self._lcm_unet = lcm_unet(
@@ -242,7 +272,29 @@ class RiffusionPipeline(DiffusionPipeline):
                     dtype=self.vae.dtype,
                     download_progress=download_progress,
                 )
-        self._unet_for(preset)  # refuses a preset this pipeline can no longer run
+            unet = self._unet_for(preset)  # refuses a preset this pipeline can no longer run
+            if self._openvino_unets is not None and id(unet) not in self._openvino_unets:
+                self._openvino_unets[id(unet)] = openvino_unet(unet, self._openvino_report)
+
+    def use_openvino(self, report: StatusReport | None = None) -> None:
+        """Run the UNet in OpenVINO on the CPU from now on (riffusion.diffusion.openvino_unet):
+        each UNet a preset runs is converted when that preset is prepared (the first time
+        for given weights: minutes at SD 1.5's size; report hears of it). Presets with DeepCache
+        are refused from then on.
+
+        Raises:
+            RiffusionError: OpenVINO is not installed, the pipeline is not on the CPU, or it
+                holds named LoRAs.
+        """
+        check_openvino_use(self.device, (), named_loras=bool(self.named_loras))
+        self._openvino_report = report
+        if self._openvino_unets is None:
+            self._openvino_unets = {}
+
+    @property
+    def unet_backend(self) -> UnetBackendName:
+        """What runs the UNet: "torch", or "openvino" after use_openvino()."""
+        return "torch" if self._openvino_unets is None else "openvino"
 
     def _unet_for(self, preset: Preset) -> UNet2DConditionModel:
         """The UNet preset runs (prepared)."""
@@ -804,6 +856,9 @@ class RiffusionPipeline(DiffusionPipeline):
         if preset.deep_cache is not None:
             settings = preset.deep_cache
             deep_cache = DeepCacheUNet(unet, settings.interval, settings.shallow_layers)
+        runner: UNet2DConditionModel | OpenVINOUNet = (
+            unet if self._openvino_unets is None else self._openvino_unets[id(unet)]
+        )
         # The members whose rows the DeepCache cache holds, in row order.
         cached: list[Member] = []
 
@@ -827,7 +882,7 @@ class RiffusionPipeline(DiffusionPipeline):
             )
             sample = torch.cat(model_inputs).to(unet_dtype)
             if deep_cache is None:
-                noise_preds = unet(
+                noise_preds = runner(
                     sample,
                     timestep,
                     encoder_hidden_states=text_embeddings,

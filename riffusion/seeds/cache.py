@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 
 from riffusion.atomic_files import remove_stale_partials
 from riffusion.spectrogram.image import save_spectrogram_image
+from riffusion.user_cache import user_cache_dir
 
 #: Age, s, after which a temporary file in the cache is taken for a leftover of a killed writer.
 STALE_PARTIAL_S = 600.0
@@ -45,10 +45,7 @@ _SOURCES = (
 
 def cache_dir() -> Path:
     """The folder holding cached seed images (not created here)."""
-    if "RIFFUSION_CACHE_DIR" in os.environ:
-        return Path(os.environ["RIFFUSION_CACHE_DIR"]) / "seeds"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "riffusion" / "seeds"
+    return user_cache_dir() / "seeds"
 
 
 @lru_cache(maxsize=1)

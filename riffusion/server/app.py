@@ -132,7 +132,11 @@ def pipeline_loader(config: ServerConfig, library: SeedLibrary) -> Loader:
                 progress("loading weights", None)
 
         progress("loading weights", None)
-        pipeline = config.model.load(download_progress=downloading, all_presets=True)
+        pipeline = config.model.load(
+            download_progress=downloading,
+            all_presets=True,
+            report=lambda message: progress(message, None),
+        )
         if config.named_loras:
             progress("loading the named LoRAs", None)
             load_named_loras(pipeline, dict(config.named_loras))
