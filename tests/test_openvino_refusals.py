@@ -5,8 +5,6 @@ OpenVINO itself: where it is not installed, its presence is pretended."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,11 +32,9 @@ def openvino_present(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def in_tmp(tmp_path: Path) -> Iterator[Path]:
-    before = Path.cwd()
-    os.chdir(tmp_path)
-    yield tmp_path
-    os.chdir(before)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 def test_the_fast_preset_is_refused(in_tmp: Path) -> None:
@@ -142,5 +138,8 @@ def test_a_server_answers_400_to_the_fast_preset(
     with TestClient(app) as client:
         app.state.model.wait(30)
         response = client.post("/run_inference/", json=inference_json(preset="fast"))
+        listed = client.get("/api/presets").json()["presets"]
     assert response.status_code == 400
     assert DEEP_CACHE in response.json()["message"]
+    # ... and it does not offer the preset it cannot run.
+    assert [preset["name"] for preset in listed] == ["quality", "realtime"]

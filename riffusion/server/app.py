@@ -345,7 +345,15 @@ def create_app(
 
     @app.get("/api/presets", response_model=PresetListModel, tags=["inference"])
     async def get_presets() -> PresetListModel:
-        """The generation presets, and the one requests without a preset get."""
+        """The generation presets this server can run, and the one requests without a preset
+        get."""
+        # The OpenVINO UNet cannot run DeepCache, so such a server does not offer the presets
+        # that use it (it would answer 400 to them).
+        runnable = [
+            preset
+            for preset in PRESETS.values()
+            if config.model.unet_backend == "torch" or preset.deep_cache is None
+        ]
         return PresetListModel(
             default=config.model.preset,
             presets=[
@@ -356,7 +364,7 @@ def create_app(
                     max_steps=preset.max_steps,
                     guided=preset.guided,
                 )
-                for preset in PRESETS.values()
+                for preset in runnable
             ],
         )
 
