@@ -48,6 +48,7 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from random_checkpoints import add_sd15_checkpoint_argument, random_checkpoint
 
 from riffusion.diffusion.checkpoints import cpu_has_native_bf16
+from riffusion.diffusion.openvino_unet import NoisePrediction
 
 LATENT_SIDE = 64  # a 512x512 px spectrogram: the VAE downsamples by 8
 TIMESTEP = 500
@@ -66,22 +67,6 @@ UnetCall = Callable[[], np.ndarray]
 def untyped_module(name: str) -> Any:
     """Import name, a library without type information (openvino, onnxruntime), as Any."""
     return importlib.import_module(name)
-
-
-class NoisePrediction(torch.nn.Module):
-    """The UNet as a function of positional tensors, returning the noise prediction only."""
-
-    def __init__(self, unet: UNet2DConditionModel) -> None:
-        super().__init__()
-        self.unet = unet
-
-    def forward(
-        self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
-    ) -> torch.Tensor:
-        output: torch.Tensor = self.unet(
-            sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False
-        )[0]
-        return output
 
 
 def unet_inputs(config: Mapping[str, Any], batch: int) -> dict[str, torch.Tensor]:

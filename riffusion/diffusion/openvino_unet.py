@@ -275,7 +275,7 @@ def weights_digest(unet: UNet2DConditionModel) -> str:
     return digest.hexdigest()
 
 
-class _NoisePrediction(torch.nn.Module):
+class NoisePrediction(torch.nn.Module):
     """The UNet as a function of three float32 tensors, returning the noise only (float32)."""
 
     def __init__(self, unet: UNet2DConditionModel) -> None:
@@ -306,7 +306,7 @@ def _convert(unet: UNet2DConditionModel, folder: Path, report: StatusReport | No
     try:
         with torch.no_grad():
             exported = torch.export.export(
-                _NoisePrediction(float_unet).eval(),
+                NoisePrediction(float_unet).eval(),
                 example,
                 dynamic_shapes={
                     "sample": {0: auto, 2: auto, 3: auto},
