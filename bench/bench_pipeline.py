@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -115,19 +116,27 @@ def seed_image() -> Image.Image:
     return image.crop((0, 0, 512, 512))
 
 
-def run_baseline(checkpoint: Path, image: Image.Image, args: argparse.Namespace) -> dict:
+def stock_img2img(
+    checkpoint: Path, stage_names: tuple[str, str, str, str]
+) -> tuple[Any, StageTimer]:
+    """The original's way: stock diffusers img2img in float32, and a StageTimer watching its text
+    encoder, VAE encoder, UNet and VAE decoder under stage_names (in that order)."""
     from diffusers import StableDiffusionImg2ImgPipeline
 
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
         checkpoint, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
     )
     pipe.set_progress_bar_config(disable=True)
-    converter = SpectrogramImageConverter(quality="original")
     timer = StageTimer()
-    timer.watch("text encoder", pipe.text_encoder)
-    timer.watch("vae encode", pipe.vae.encoder)
-    timer.watch("unet", pipe.unet)
-    timer.watch("vae decode", pipe.vae.decoder)
+    modules = (pipe.text_encoder, pipe.vae.encoder, pipe.unet, pipe.vae.decoder)
+    for name, module in zip(stage_names, modules, strict=True):
+        timer.watch(name, module)
+    return pipe, timer
+
+
+def run_baseline(checkpoint: Path, image: Image.Image, args: argparse.Namespace) -> dict:
+    pipe, timer = stock_img2img(checkpoint, ("text encoder", "vae encode", "unet", "vae decode"))
+    converter = SpectrogramImageConverter(quality="original")
 
     def clip() -> Audio:
         output = pipe(

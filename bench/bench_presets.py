@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_pipeline import PeakMemory, StageTimer, cpu_name, seed_image
+from bench_pipeline import PeakMemory, StageTimer, cpu_name, seed_image, stock_img2img
 from PIL import Image
 from random_checkpoints import (
     add_sd15_checkpoint_argument,
@@ -112,18 +112,8 @@ def load_average() -> float:
 
 
 def run_baseline(checkpoint: Path, image: Image.Image, steps: int) -> Run:
-    from diffusers import StableDiffusionImg2ImgPipeline
-
-    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-        checkpoint, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe, timer = stock_img2img(checkpoint, ("text", "encode", "unet", "decode"))
     converter = SpectrogramImageConverter(quality="original")
-    timer = StageTimer()
-    timer.watch("text", pipe.text_encoder)
-    timer.watch("encode", pipe.vae.encoder)
-    timer.watch("unet", pipe.unet)
-    timer.watch("decode", pipe.vae.decoder)
 
     def clip(num_steps: int) -> Audio:
         output = pipe(
